@@ -1,0 +1,39 @@
+/**
+ * Core data shapes of the aggregation plugin (SPEC §4–5; seed "Batch File Format").
+ */
+
+/** A validated, normalized entry as stored in the journal and in batch files. */
+export interface Entry {
+  /** Stable id; derived from the other fields when the caller gave none (SPEC §4). */
+  entryId: string;
+  userId: string;
+  action: string;
+  /** Epoch milliseconds (integer). */
+  timestamp: number;
+  metadata?: Record<string, unknown>;
+}
+
+/** A completed batch file `aggregated/batch_<timestamp>_<suffix>.json`. */
+export interface BatchFile {
+  batchId: string;
+  /** Flush time, epoch milliseconds. */
+  timestamp: number;
+  version: '2.0.0';
+  entries: Entry[];
+  entryCount: number;
+  /** true when written by the recovery pass. */
+  recovered: boolean;
+  /** `sha256:<hex>` of the canonical JSON of `entries`. */
+  checksum: string;
+}
+
+export type FlushTrigger = 'size' | 'threshold' | 'age' | 'manual';
+
+/** One flushed batch in a handler result. */
+export interface FlushedBatch {
+  batchId: string;
+  /** Path of the batch file, relative to the data root. */
+  file: string;
+  entryCount: number;
+  trigger: FlushTrigger;
+}

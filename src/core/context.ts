@@ -1,0 +1,32 @@
+/**
+ * The injected context every handler receives (STYLE §5): clock, paths, config, file port,
+ * logger, git and stdin. Handlers never call `Date.now()` or import `node:fs` themselves, so
+ * ava tests run them with a fake clock and a temp folder.
+ */
+import type { ResolvedConfig } from '../config/schema.js';
+import type { FsPort } from './fs-port.js';
+import type { GitClient } from './git.js';
+import type { Logger } from './logger.js';
+
+export interface HandlerContext {
+  /** Wall clock, epoch milliseconds. */
+  now(): number;
+  /** Working directory of the invocation (absolute). */
+  cwd: string;
+  /** Environment of the invocation (hooks see git's GIT_DIR/GIT_INDEX_FILE here). */
+  env: NodeJS.ProcessEnv;
+  /** Project root per SPEC §2 (absolute). */
+  projectRoot: string;
+  /** Data root per SPEC §2 (absolute), e.g. `<project>/.flowforge`. */
+  dataRoot: string;
+  /** Validated config with defaults. */
+  config: ResolvedConfig;
+  /** Absolute path of the config file that was loaded, if any. */
+  configFile: string | undefined;
+  fs: FsPort;
+  log: Logger;
+  /** A git client for `repoDir` (default: `cwd`). simple-git is loaded on first use only. */
+  git(repoDir?: string): Promise<GitClient>;
+  /** Reads all of standard input (for `--input=-`). */
+  readStdin(): Promise<Buffer>;
+}
