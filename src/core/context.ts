@@ -27,6 +27,8 @@ export interface HandlerContext {
   log: Logger;
   /** A git client for `repoDir` (default: `cwd`). simple-git is loaded on first use only. */
   git(repoDir?: string): Promise<GitClient>;
+  /** Waits `ms` milliseconds (backoff); tests pass an instant fake. */
+  sleep(ms: number): Promise<void>;
   /** Reads all of standard input (for `--input=-`). */
   readStdin(): Promise<Buffer>;
 }

@@ -1,0 +1,313 @@
+/**
+ * The aggregator: opens the store under the cross-process lock, resumes what a killed process
+ * left (an open flush intent, corrupt journal records), accepts entries durably, and cuts
+ * batches when the flush policy says so (SPEC §5).
+ *
+ * Flush protocol, per call, for the batches the policy planned:
+ *   1. journal `intent` record (fsynced) naming each batch id and its seq range;
+ *   2. each batch file written atomically + directory fsync (3 in-process attempts with
+ *      exponential backoff; when all fail, the batch goes to `recovery/<id>.failed.json`);
+ *   3. journal `commit` record (fsynced) for the batches that reached the disk.
+ * A process killed between 1 and 3 leaves an open intent; the next invocation resolves it by
+ * looking for each named file, so every entry ends in exactly one place.
+ */
+import type { HandlerContext } from '../../src/core/context.js';
+import { IoError } from '../../src/core/errors.js';
+import { acquireLock, type StoreLock } from '../../src/core/lock.js';
+import { makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
+import { planFlush } from './flush-policy.js';
+import { openIdIndex, type IdIndex } from './id-index.js';
+import { openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
+import { batchFile, failedFile, storeLayout, type StoreLayout } from './layout.js';
+import { readMetrics, recordFlush, writeMetrics, type MetricsFile } from './metrics.js';
+import type { Entry, FlushedBatch } from './types.js';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/** In-process attempts per batch file before it goes to recovery/ (SPEC §5: 3). */
+export const FLUSH_ATTEMPTS = 3;
+/** First backoff between attempts, ms; doubled each time (25, 50). */
+export const FLUSH_BACKOFF_MS = 25;
+/** Compact the journal once this many committed entries are still listed in it. */
+export const COMPACT_AFTER_ENTRIES = 256;
+
+export interface FlushOutcome {
+  flushed: FlushedBatch[];
+  /** Batches that went to recovery/ after every attempt failed. */
+  failed: Array<{ batchId: string; file: string; entryCount: number; error: string }>;
+  /** Set when even the failed-batch file could not be written: entries stay in the journal. */
+  stuck?: string;
+}
+
+export interface OpenStore {
+  layout: StoreLayout;
+  journal: Journal;
+  index: IdIndex;
+  metrics: MetricsFile;
+  /** Bad journal bytes moved to recovery/errors at open. */
+  quarantine: QuarantineReport;
+  /** Batches an earlier killed process had written, committed at open. */
+  resumed: FlushedBatch[];
+  /** Stores entries not seen before; duplicates (by entryId) are counted, not stored. Durable on return. */
+  ingest(entries: readonly Entry[]): { accepted: JournalEntry[]; duplicates: number };
+  /** Applies the size/threshold/age triggers, or flushes everything with `manual`. */
+  flush(options?: { manual?: boolean }): Promise<FlushOutcome>;
+  /** Pending count and age of the oldest pending entry in ms (0 when none). */
+  pendingSummary(): { pending: number; batchAgeMs: number };
+}
+
+const IO_CODES = new Set(['ENOSPC', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'EDQUOT', 'EMFILE', 'ENFILE', 'ENOTDIR', 'EISDIR', 'ENOENT', 'EBUSY', 'EEXIST']);
+
+/** Wraps a file-system error as an IoError that names the data root (SPEC §3 exit 1). */
+export function toIoError(error: unknown, dataRoot: string): unknown {
+  const err = error as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && IO_CODES.has(err.code)) {
+    return new IoError(`Could not use the data root ${dataRoot}: ${err.code} on ${err.path ?? 'a file'}. Entries acknowledged earlier are safe in ${path.join(dataRoot, 'aggregated')}.`, {
+      cause: error,
+      details: [{ path: err.path ?? dataRoot, message: err.message }],
+    });
+  }
+  return error;
+}
+
+const safeRead = <T>(read: () => T): T | undefined => {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+};
+
+const newBatchId = (at: number): string => `batch_${String(at).padStart(13, '0')}_${randomBytes(4).toString('hex')}`;
+
+/**
+ * Runs `fn` with the store open and locked. Creates the layout (0700), takes the lock
+ * (LockedError after 10 s), resumes an open intent, and after `fn` compacts the journal when due
+ * and saves metrics. File-system errors become IoError naming the data root.
+ */
+export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>): Promise<T> {
+  const layout = storeLayout(ctx.dataRoot);
+  let lock: StoreLock | undefined;
+  try {
+    ctx.fs.mkdirp(layout.journal);
+    lock = await acquireLock(layout.lockTarget);
+    const { journal, quarantine } = openJournal(layout.journal, layout.errors, ctx.fs, ctx.now);
+    if (quarantine.badRecords > 0) {
+      ctx.log.warn('journal records quarantined', { ...quarantine, dir: layout.errors });
+    }
+    const index = openIdIndex(layout.index, ctx.fs);
+    const metrics = readMetrics(ctx.fs, layout.metrics);
+    const heldLock = lock;
+    const store = createOpenStore(ctx, layout, journal, index, metrics, quarantine, heldLock);
+    store.resumed = resolveOpenIntent(ctx, store, heldLock);
+    try {
+      const result = await fn(store);
+      if (journal.committed.length >= COMPACT_AFTER_ENTRIES) {
+        heldLock.assertHeld();
+        index.add(journal.committed);
+        journal.compact();
+      }
+      return result;
+    } finally {
+      journal.close();
+      try {
+        writeMetrics(ctx.fs, layout.metrics, metrics);
+      } catch (error) {
+        ctx.log.warn('metrics not saved', { error: String(error) });
+      }
+    }
+  } catch (error) {
+    throw toIoError(error, ctx.dataRoot);
+  } finally {
+    await lock?.release();
+  }
+}
+
+/** Commits (or aborts) what a killed process's open intent left behind. */
+function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: StoreLock): FlushedBatch[] {
+  const intent = store.journal.openIntent;
+  if (!intent) return [];
+  const done: BatchRange[] = [];
+  const counts: number[] = [];
+  const resumed: FlushedBatch[] = [];
+  for (const range of intent) {
+    const file = batchFile(store.layout, range.b);
+    const read = readBatchFile(ctx.fs, file);
+    if (read && 'batch' in read) {
+      done.push({ ...range, failed: undefined });
+      counts.push(read.batch.entryCount);
+      resumed.push({ batchId: range.b, file: path.relative(ctx.dataRoot, file), entryCount: read.batch.entryCount, trigger: 'manual' });
+      continue;
+    }
+    if (read && 'problem' in read) {
+      // An atomic rename cannot leave a partial file; a bad one is disk damage: keep it aside.
+      quarantineFile(ctx, store.layout, file);
+    }
+    const failed = readBatchFile(ctx.fs, failedFile(store.layout, range.b));
+    if (failed && 'batch' in failed) {
+      done.push({ ...range, failed: true });
+      counts.push(failed.batch.entryCount);
+      continue;
+    }
+    break; // later ranges were never attempted: their entries stay pending
+  }
+  lock.assertHeld();
+  if (done.length > 0) store.journal.commit(done, ctx.now(), counts);
+  else store.journal.abort(ctx.now());
+  ctx.log.info('resumed an interrupted flush', { committed: done.map((d) => d.b), abandonedRanges: intent.length - done.length });
+  return resumed;
+}
+
+/** Moves a corrupt stored file into recovery/errors (never deletes it). */
+export function quarantineFile(ctx: HandlerContext, layout: StoreLayout, file: string): string {
+  ctx.fs.mkdirp(layout.errors);
+  const target = path.join(layout.errors, `${path.basename(file)}.${ctx.now()}.corrupt`);
+  ctx.fs.renameDurable(file, target);
+  ctx.log.warn('quarantined a corrupt file', { file, movedTo: target });
+  return target;
+}
+
+function createOpenStore(
+  ctx: HandlerContext,
+  layout: StoreLayout,
+  journal: Journal,
+  index: IdIndex,
+  metrics: MetricsFile,
+  quarantine: QuarantineReport,
+  lock: StoreLock,
+): OpenStore {
+  const { config } = ctx;
+  const batchSize = config.batchSize;
+
+  const writeWithRetries = async (file: string, write: () => void): Promise<string | undefined> => {
+    let lastError = '';
+    for (let attempt = 1; attempt <= FLUSH_ATTEMPTS; attempt++) {
+      try {
+        lock.assertHeld();
+        write();
+        return undefined;
+      } catch (error) {
+        lastError = (error as Error).message;
+        if ((error as { code?: string }).code === 'E_LOCKED') throw error;
+        ctx.log.warn('batch write failed', { file, attempt, error: lastError });
+        if (attempt < FLUSH_ATTEMPTS) {
+          metrics.retryCount++;
+          await ctx.sleep(FLUSH_BACKOFF_MS * 2 ** (attempt - 1));
+        }
+      }
+    }
+    return lastError || 'unknown error';
+  };
+
+  const store: OpenStore = {
+    layout,
+    journal,
+    index,
+    metrics,
+    quarantine,
+    resumed: [],
+    ingest(entries) {
+      const fresh: Entry[] = [];
+      const seen = new Set<string>();
+      let duplicates = 0;
+      const candidates = entries.filter((e) => {
+        if (seen.has(e.entryId) || journal.hasId(e.entryId)) {
+          duplicates++;
+          return false;
+        }
+        seen.add(e.entryId);
+        return true;
+      });
+      const stored = index.lookup(candidates.map((e) => e.entryId));
+      for (const e of candidates) {
+        if (stored.has(e.entryId)) duplicates++;
+        else fresh.push(e);
+      }
+      metrics.totalOperations++;
+      lock.assertHeld();
+      const accepted = journal.append(fresh, ctx.now());
+      metrics.successfulOperations++;
+      metrics.acceptedEntries += accepted.length;
+      metrics.duplicateEntries += duplicates;
+      return { accepted, duplicates };
+    },
+    async flush(options = {}) {
+      const outcome: FlushOutcome = { flushed: [], failed: [] };
+      const now = ctx.now();
+      const pending = journal.pending;
+      const plan = planFlush({
+        pendingAppendedAt: pending.map((p) => p.appendedAt),
+        now,
+        batchSize,
+        flushThreshold: config.flushThreshold,
+        maxAge: config.maxAge,
+        manual: options.manual,
+      });
+      if (plan.length === 0) return outcome;
+      let offset = 0;
+      const chunks = plan.map((p) => {
+        const slice = pending.slice(offset, offset + p.count);
+        offset += p.count;
+        return { ...p, slice, range: { b: newBatchId(now), from: slice[0]!.seq, to: slice[slice.length - 1]!.seq } as BatchRange };
+      });
+      lock.assertHeld();
+      journal.intent(
+        chunks.map((c) => c.range),
+        now,
+      );
+      const done: BatchRange[] = [];
+      const counts: number[] = [];
+      for (const chunk of chunks) {
+        const started = performance.now();
+        const entries = chunk.slice.map((je) => je.entry);
+        const file = batchFile(layout, chunk.range.b);
+        const batch = makeBatch(chunk.range.b, now, entries);
+        metrics.totalOperations++;
+        const error = await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batch));
+        if (error === undefined) {
+          metrics.successfulOperations++;
+          recordFlush(metrics, chunk.trigger, performance.now() - started);
+          done.push(chunk.range);
+          counts.push(entries.length);
+          outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });
+          continue;
+        }
+        // A rename that landed before a later step failed (e.g. the directory fsync) must not
+        // also be parked: the entries would then be in two places.
+        const landed = safeRead(() => readBatchFile(ctx.fs, file));
+        if (landed && 'batch' in landed && landed.batch.checksum === batch.checksum) {
+          done.push(chunk.range);
+          counts.push(entries.length);
+          outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });
+          continue;
+        }
+        // Layer 1 exhausted: park the batch for the recovery pass (SPEC §5).
+        metrics.failedFlushes++;
+        const failed: FailedBatchFile = { ...batch, failedAt: now, retryCount: 0, lastRetryAt: null, lastError: error, nextRetryAt: now };
+        const target = failedFile(layout, chunk.range.b);
+        try {
+          lock.assertHeld();
+          ctx.fs.mkdirp(layout.recovery);
+          ctx.fs.writeFileDurable(target, JSON.stringify(failed));
+        } catch (parkError) {
+          outcome.stuck = `${error}; the failed batch could not be parked either (${(parkError as Error).message}); its ${entries.length} entries stay in the journal`;
+          ctx.log.error('flush failed and could not park the batch', { batchId: chunk.range.b, error, parkError: String(parkError) });
+          break; // later chunks stay pending too: commits must stay a prefix
+        }
+        ctx.log.error('flush failed; batch parked for recovery', { batchId: chunk.range.b, file: target, error });
+        done.push({ ...chunk.range, failed: true });
+        counts.push(entries.length);
+        outcome.failed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, target), entryCount: entries.length, error });
+      }
+      lock.assertHeld();
+      if (done.length > 0) journal.commit(done, ctx.now(), counts);
+      else journal.abort(ctx.now());
+      return outcome;
+    },
+    pendingSummary() {
+      const oldest = journal.pending[0];
+      return { pending: journal.pending.length, batchAgeMs: oldest ? Math.max(0, ctx.now() - oldest.appendedAt) : 0 };
+    },
+  };
+  return store;
+}

@@ -1,0 +1,74 @@
+/**
+ * Batch files and failed batches on disk (SPEC §5; seed "Batch File Format" and "Failed Batch
+ * Format"). Batch files are written once, atomically (write-file-atomic: temp file, fsync,
+ * rename) followed by an fsync of `aggregated/` so the rename survives a power loss, and never
+ * rewritten. This module knows nothing about triggers or the journal.
+ */
+import { createHash } from 'node:crypto';
+import type { FsPort } from '../../src/core/fs-port.js';
+import { canonicalJson } from './entry.js';
+import type { BatchFile, Entry } from './types.js';
+
+/** Format version written into every batch file. */
+export const BATCH_VERSION = '2.0.0';
+
+/** `sha256:<hex>` over the canonical JSON (sorted keys) of `entries`. */
+export function entriesChecksum(entries: readonly Entry[]): string {
+  return 'sha256:' + createHash('sha256').update(canonicalJson(entries)).digest('hex');
+}
+
+/** Builds the batch document; `timestamp` is the flush time in epoch ms. */
+export function makeBatch(batchId: string, timestamp: number, entries: Entry[], recovered = false): BatchFile {
+  return { batchId, timestamp, version: BATCH_VERSION, entries, entryCount: entries.length, recovered, checksum: entriesChecksum(entries) };
+}
+
+/** Writes a batch file durably (atomic + directory fsync). Throws the port's error on failure. */
+export function writeBatchFile(fsPort: FsPort, file: string, batch: BatchFile): void {
+  fsPort.writeFileDurable(file, JSON.stringify(batch));
+}
+
+/** Why a stored batch file cannot be trusted. */
+export type BatchProblem = 'unreadable' | 'not-json' | 'bad-shape' | 'checksum' | 'entry-count' | 'newer-version';
+
+/**
+ * Reads and verifies a batch (or failed batch) file. Returns the document, or the problem;
+ * throws only for I/O errors other than ENOENT (which returns undefined).
+ */
+export function readBatchFile(fsPort: FsPort, file: string): { batch: BatchFile } | { problem: BatchProblem } | undefined {
+  let raw: Buffer;
+  try {
+    raw = fsPort.readFile(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return { problem: 'not-json' };
+  }
+  const batch = doc as BatchFile;
+  if (typeof doc !== 'object' || doc === null || typeof batch.batchId !== 'string' || !Array.isArray(batch.entries)) {
+    return { problem: 'bad-shape' };
+  }
+  const major = Number.parseInt(String(batch.version ?? '').split('.')[0] ?? '', 10);
+  if (major > 2) return { problem: 'newer-version' };
+  if (batch.entryCount !== batch.entries.length) return { problem: 'entry-count' };
+  if (batch.checksum !== entriesChecksum(batch.entries)) return { problem: 'checksum' };
+  return { batch };
+}
+
+/** A failed batch awaiting the recovery pass (seed "Failed Batch Format" + integrity fields). */
+export interface FailedBatchFile extends BatchFile {
+  /** Epoch ms of the first failure. */
+  failedAt: number;
+  /** Attempts made by the recovery pass so far (the in-process attempts are not counted). */
+  retryCount: number;
+  /** Epoch ms of the last recovery attempt, or null. */
+  lastRetryAt: number | null;
+  /** Message of the last error. */
+  lastError: string;
+  /** Epoch ms before which the recovery pass leaves it alone. */
+  nextRetryAt: number;
+}

@@ -1,0 +1,315 @@
+/**
+ * The journal: the durable buffer of accepted entries (SPEC §5), a write-ahead log at
+ * `aggregated/journal/journal.log`. It knows nothing about triggers; the aggregator decides
+ * when to flush and drives the intent → batch file → commit protocol through it.
+ *
+ * Format (ours): one record per line, `<crc32 as 8 hex> <JSON>\n`, where the CRC-32 (zlib)
+ * covers the JSON bytes. Records:
+ * - `h` header, first line after a compaction: `{t:"h", committedTo, nextSeq, totals}`
+ * - `e` entry: `{t:"e", s: seq, at: appendedAt (epoch ms), e: Entry}`
+ * - `i` flush intent: `{t:"i", at, batches: [{b: batchId, from, to, failed?}]}` — written and
+ *   fsynced before any batch file, so a crash between the file and the commit is detectable
+ * - `c` commit: `{t:"c", at, batches: [...same]}` — the entries `from..to` (seqs) now live in
+ *   that batch file (or, with `failed`, in `recovery/<batch>.failed.json`)
+ * - `a` abort: `{t:"a", at}` — the open intent's files were never completed
+ *
+ * Seqs are contiguous and batches always take the oldest pending entries, so "committed" is a
+ * single high-water mark `committedTo`. Records that fail their checksum, do not parse, or are a
+ * torn tail are copied to `recovery/errors/` and dropped from the journal; every valid record
+ * is kept (SPEC §5).
+ */
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { FsPort } from '../../src/core/fs-port.js';
+import type { Entry } from './types.js';
+
+/** An entry in the journal with its sequence number and append time (epoch ms). */
+export interface JournalEntry {
+  seq: number;
+  appendedAt: number;
+  entry: Entry;
+}
+
+/** One batch inside an intent or commit record: entries with seq in [from, to]. */
+export interface BatchRange {
+  b: string;
+  from: number;
+  to: number;
+  /** true when the batch went to `recovery/` as a failed batch instead of a batch file. */
+  failed?: boolean;
+}
+
+/** Cumulative counters carried across compactions (exact, crash-consistent). */
+export interface JournalTotals {
+  /** Batch files written (not counting failed batches). */
+  batches: number;
+  /** Entries in those batch files. */
+  batchEntries: number;
+  /** Batches that went to recovery/ as failed. */
+  failedBatches: number;
+  /** Epoch ms of the last commit, or null. */
+  lastFlushAt: number | null;
+}
+
+type HeaderRecord = { t: 'h'; committedTo: number; nextSeq: number; totals: JournalTotals };
+type EntryRecord = { t: 'e'; s: number; at: number; e: Entry };
+type IntentRecord = { t: 'i'; at: number; batches: BatchRange[] };
+type CommitRecord = { t: 'c'; at: number; batches: BatchRange[] };
+type AbortRecord = { t: 'a'; at: number };
+type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord;
+
+/** What a load found wrong and moved aside. */
+export interface QuarantineReport {
+  /** Records dropped (bad checksum, bad JSON, torn tail, zero fill). */
+  badRecords: number;
+  /** Bytes moved to the quarantine file. */
+  badBytes: number;
+  /** Path of the quarantine file, relative to the data root's recovery/errors. */
+  file?: string;
+}
+
+export interface Journal {
+  /** Pending entries (seq > committedTo), oldest first. */
+  readonly pending: readonly JournalEntry[];
+  /** Entries already in a batch (or failed batch) but still listed here, not yet in the index. */
+  readonly committed: ReadonlyArray<{ entryId: string; batchId: string }>;
+  /** Entry ids present anywhere in the journal (pending or committed). */
+  hasId(entryId: string): boolean;
+  readonly totals: JournalTotals;
+  /** The last intent that has neither a commit nor an abort after it. */
+  readonly openIntent: BatchRange[] | undefined;
+  /** Size of the journal file in bytes. */
+  readonly sizeBytes: number;
+  /** Appends entries (one write, one fdatasync). Durable when it returns. */
+  append(entries: Entry[], appendedAt: number): JournalEntry[];
+  /** Records a flush intent durably. */
+  intent(batches: BatchRange[], at: number): void;
+  /** Records a commit durably; the ranges leave `pending`. */
+  commit(batches: BatchRange[], at: number, entryCounts: number[]): void;
+  /** Records that the open intent was abandoned (its entries stay pending). */
+  abort(at: number): void;
+  /**
+   * Rewrites the journal atomically with only a header and the pending entries. Call only after
+   * `committed` ids are durably in the index.
+   */
+  compact(): void;
+  close(): void;
+}
+
+const JOURNAL_FILE = 'journal.log';
+
+function encode(record: JournalRecord): string {
+  const json = JSON.stringify(record);
+  return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
+}
+
+function decodeLine(line: string): JournalRecord | undefined {
+  if (line.length < 10 || line[8] !== ' ') return undefined;
+  const json = line.slice(9);
+  const sum = Number.parseInt(line.slice(0, 8), 16);
+  if (!/^[0-9a-f]{8}$/.test(line.slice(0, 8)) || crc32(json) !== sum) return undefined;
+  try {
+    const record = JSON.parse(json) as JournalRecord;
+    if (typeof record !== 'object' || record === null || typeof record.t !== 'string') return undefined;
+    return record;
+  } catch {
+    return undefined;
+  }
+}
+
+const emptyTotals = (): JournalTotals => ({ batches: 0, batchEntries: 0, failedBatches: 0, lastFlushAt: null });
+
+/**
+ * Opens (creating if needed) the journal in `dir`, replays it and quarantines bad records into
+ * `errorsDir`. Throws the file port's errors (EACCES, EIO…) unchanged; the caller holds the
+ * store lock.
+ */
+export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now: () => number): { journal: Journal; quarantine: QuarantineReport } {
+  const file = path.join(dir, JOURNAL_FILE);
+  fsPort.mkdirp(dir);
+  let raw: Buffer;
+  try {
+    raw = fsPort.readFile(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    raw = Buffer.alloc(0);
+  }
+
+  let committedTo = 0;
+  let nextSeq = 1;
+  let totals = emptyTotals();
+  const entries = new Map<number, JournalEntry>();
+  let openIntent: BatchRange[] | undefined;
+  const rangeOwner: Array<{ b: string; from: number; to: number }> = [];
+  const goodLines: string[] = [];
+  const badChunks: string[] = [];
+
+  const applyCommit = (batches: BatchRange[], counts?: number[]) => {
+    batches.forEach((range, i) => {
+      committedTo = Math.max(committedTo, range.to);
+      rangeOwner.push({ b: range.b, from: range.from, to: range.to });
+      let n = counts?.[i];
+      if (n === undefined) {
+        n = 0;
+        for (let s = range.from; s <= range.to; s++) if (entries.has(s)) n++;
+      }
+      if (range.failed) totals.failedBatches++;
+      else {
+        totals.batches++;
+        totals.batchEntries += n;
+      }
+    });
+  };
+
+  const text = raw.toString('utf8');
+  let start = 0;
+  while (start < text.length) {
+    const nl = text.indexOf('\n', start);
+    const end = nl === -1 ? text.length : nl;
+    const line = text.slice(start, end);
+    start = end + 1;
+    if (line.length === 0) continue;
+    const record = nl === -1 ? undefined : decodeLine(line); // a line without its newline is a torn tail
+    if (!record) {
+      badChunks.push(line);
+      continue;
+    }
+    switch (record.t) {
+      case 'h':
+        committedTo = record.committedTo;
+        nextSeq = record.nextSeq;
+        totals = { ...emptyTotals(), ...record.totals };
+        break;
+      case 'e':
+        entries.set(record.s, { seq: record.s, appendedAt: record.at, entry: record.e });
+        nextSeq = Math.max(nextSeq, record.s + 1);
+        break;
+      case 'i':
+        openIntent = record.batches;
+        break;
+      case 'c':
+        applyCommit(record.batches);
+        totals.lastFlushAt = record.at;
+        openIntent = undefined;
+        break;
+      case 'a':
+        openIntent = undefined;
+        break;
+      default:
+        badChunks.push(line);
+        continue;
+    }
+    goodLines.push(line);
+  }
+
+  const quarantine: QuarantineReport = { badRecords: badChunks.length, badBytes: 0 };
+  if (badChunks.length > 0) {
+    // Keep the bad bytes for a human (never deleted silently), then rewrite without them.
+    const payload = badChunks.join('\n') + '\n';
+    quarantine.badBytes = Buffer.byteLength(payload);
+    fsPort.mkdirp(errorsDir);
+    const name = `journal-${now()}-${process.pid}.bad`;
+    fsPort.writeFileDurable(path.join(errorsDir, name), payload);
+    quarantine.file = name;
+    fsPort.writeFileDurable(file, goodLines.map((l) => l + '\n').join(''));
+  }
+
+  const batchOf = (seq: number): string => {
+    for (let i = rangeOwner.length - 1; i >= 0; i--) {
+      const r = rangeOwner[i]!;
+      if (seq >= r.from && seq <= r.to) return r.b;
+    }
+    return 'unknown';
+  };
+  const ids = new Set<string>();
+  let pending: JournalEntry[] = [];
+  let committed: Array<{ entryId: string; batchId: string }> = [];
+  for (const je of [...entries.values()].sort((a, b) => a.seq - b.seq)) {
+    ids.add(je.entry.entryId);
+    if (je.seq > committedTo) pending.push(je);
+    else committed.push({ entryId: je.entry.entryId, batchId: batchOf(je.seq) });
+  }
+
+  let sizeBytes = quarantine.badRecords > 0 ? goodLines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0) : raw.length;
+  let fd: number | undefined;
+  const write = (records: JournalRecord[]) => {
+    const data = Buffer.from(records.map(encode).join(''));
+    if (fd === undefined) fd = fsPort.openAppend(file);
+    fsPort.writeAll(fd, data);
+    fsPort.fsync(fd);
+    sizeBytes += data.length;
+  };
+  let createdDurably = raw.length > 0;
+
+  const journal: Journal = {
+    get pending() {
+      return pending;
+    },
+    get committed() {
+      return committed;
+    },
+    hasId: (entryId) => ids.has(entryId),
+    get totals() {
+      return totals;
+    },
+    get openIntent() {
+      return openIntent;
+    },
+    get sizeBytes() {
+      return sizeBytes;
+    },
+    append(newEntries, appendedAt) {
+      if (newEntries.length === 0) return [];
+      const added = newEntries.map((entry) => ({ seq: nextSeq++, appendedAt, entry }));
+      write(added.map((je) => ({ t: 'e', s: je.seq, at: je.appendedAt, e: je.entry })));
+      if (!createdDurably) {
+        // The first append created the file: make its directory entry durable too.
+        fsPort.fsyncDir(dir);
+        createdDurably = true;
+      }
+      for (const je of added) ids.add(je.entry.entryId);
+      pending = pending.concat(added);
+      return added;
+    },
+    intent(batches, at) {
+      write([{ t: 'i', at, batches }]);
+      openIntent = batches;
+    },
+    commit(batches, at, entryCounts) {
+      write([{ t: 'c', at, batches }]);
+      applyCommit(batches, entryCounts);
+      totals.lastFlushAt = at;
+      openIntent = undefined;
+      const cut = committedTo;
+      const moved = pending.filter((je) => je.seq <= cut);
+      pending = pending.filter((je) => je.seq > cut);
+      for (const je of moved) committed.push({ entryId: je.entry.entryId, batchId: batchOf(je.seq) });
+    },
+    abort(at) {
+      write([{ t: 'a', at }]);
+      openIntent = undefined;
+    },
+    compact() {
+      if (fd !== undefined) {
+        fsPort.close(fd);
+        fd = undefined;
+      }
+      const header: HeaderRecord = { t: 'h', committedTo, nextSeq, totals };
+      const body = [header as JournalRecord, ...pending.map((je): JournalRecord => ({ t: 'e', s: je.seq, at: je.appendedAt, e: je.entry }))]
+        .map(encode)
+        .join('');
+      fsPort.writeFileDurable(file, body);
+      createdDurably = true;
+      sizeBytes = Buffer.byteLength(body);
+      for (const c of committed) ids.delete(c.entryId);
+      committed = [];
+    },
+    close() {
+      if (fd !== undefined) {
+        fsPort.close(fd);
+        fd = undefined;
+      }
+    },
+  };
+  return { journal, quarantine };
+}

@@ -1,0 +1,62 @@
+/**
+ * Paths inside a data root (SPEC §2). Pure: nothing is created here.
+ */
+import * as path from 'node:path';
+
+/** Absolute paths of every place the store uses under `dataRoot`. */
+export interface StoreLayout {
+  dataRoot: string;
+  /** `aggregated/`: completed batch files `batch_<timestamp>_<suffix>.json`. */
+  aggregated: string;
+  /** `aggregated/journal/`: the durable buffer (journal.log) and the lock. */
+  journal: string;
+  /** `aggregated/journal/store` — the file whose `.lock` directory is the store lock. */
+  lockTarget: string;
+  /** `aggregated/index/`: entry-id index shards for duplicate detection. */
+  index: string;
+  /** `aggregated/metrics.json`. */
+  metrics: string;
+  /** `aggregated/recovery/`: `<batchId>.failed.json`. */
+  recovery: string;
+  /** `aggregated/recovery/abandoned/`. */
+  abandoned: string;
+  /** `aggregated/recovery/errors/`: quarantined corrupt bytes and files. */
+  errors: string;
+  /** `health/`. */
+  health: string;
+  /** `logs/`. */
+  logs: string;
+  /** `cache/`: derived, disposable files (transpiled config). */
+  cache: string;
+  /** `user/`: FlowForge session files (input). */
+  user: string;
+}
+
+export function storeLayout(dataRoot: string): StoreLayout {
+  const aggregated = path.join(dataRoot, 'aggregated');
+  const journal = path.join(aggregated, 'journal');
+  const recovery = path.join(aggregated, 'recovery');
+  return {
+    dataRoot,
+    aggregated,
+    journal,
+    lockTarget: path.join(journal, 'store'),
+    index: path.join(aggregated, 'index'),
+    metrics: path.join(aggregated, 'metrics.json'),
+    recovery,
+    abandoned: path.join(recovery, 'abandoned'),
+    errors: path.join(recovery, 'errors'),
+    health: path.join(dataRoot, 'health'),
+    logs: path.join(dataRoot, 'logs'),
+    cache: path.join(dataRoot, 'cache'),
+    user: path.join(dataRoot, 'user'),
+  };
+}
+
+/** A batch id as the product makes them: `batch_<epoch ms>_<8 hex>`. */
+export const BATCH_ID_PATTERN = /^batch_\d{13}_[0-9a-f]{8}$/;
+
+/** Batch file path for an id (the id was checked against BATCH_ID_PATTERN by the caller). */
+export const batchFile = (layout: StoreLayout, batchId: string): string => path.join(layout.aggregated, `${batchId}.json`);
+export const failedFile = (layout: StoreLayout, batchId: string): string => path.join(layout.recovery, `${batchId}.failed.json`);
+export const abandonedFile = (layout: StoreLayout, batchId: string): string => path.join(layout.abandoned, `${batchId}.abandoned.json`);

@@ -1,0 +1,229 @@
+/**
+ * The provider-bridge host (SPEC §3): parses argv, finds the action in the registry, validates
+ * its options with the handler's valibot schema, builds the context, runs the handler and turns
+ * the result or error into exactly one JSON document on stdout (or text) and an exit code.
+ * Handlers return; only the host reports (STYLE §4).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { HandlerContext } from '../core/context.js';
+import { FlowForgeError, UsageError, type ErrorDetail } from '../core/errors.js';
+import { createNodeFsPort } from '../core/fs-port.js';
+import type { AnyHandler, OptionSpec } from '../core/handler.js';
+import { createFileLogger, type Logger } from '../core/logger.js';
+import { messages } from './messages.js';
+import { createRegistry, type Registry } from './registry.js';
+
+/** Streams and process facts the host uses; tests pass their own. */
+export interface HostIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  stdin: NodeJS.ReadableStream;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Clock, epoch ms (default Date.now). */
+  now?: () => number;
+}
+
+export const GLOBAL_OPTIONS: OptionSpec = {
+  'data-path': { type: 'string' },
+  config: { type: 'string' },
+  format: { type: 'string' },
+  quiet: { type: 'boolean' },
+  hook: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+};
+
+/** Path of this package's root (three levels above dist/src/bridge/host.js). */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** The default registry: the aggregation plugin plus the host's own `hooks` action. */
+export async function createDefaultRegistry(): Promise<Registry> {
+  const registry = createRegistry();
+  const { aggregationPlugin } = await import('../../plugins/aggregation/index.js');
+  registry.register(aggregationPlugin);
+  registry.register({
+    name: 'host',
+    handlers: {
+      hooks: { summary: 'install or uninstall the git hooks in a repository', load: async () => (await import('./hooks-action.js')).hooksAction },
+    },
+    hooks: [],
+  });
+  return registry;
+}
+
+function hostHelp(registry: Registry): string {
+  const width = Math.max(...registry.actions().map((a) => a.name.length));
+  return [
+    `provider-bridge ${packageVersion()} — FlowForge Aggregation`,
+    '',
+    messages.usageLine,
+    '',
+    'Actions:',
+    ...registry.actions().map((a) => `  ${a.name.padEnd(width)}  ${a.summary}`),
+    '',
+    messages.globalOptions,
+    '',
+    messages.exitCodes,
+    '',
+  ].join('\n');
+}
+
+/** Splits `argv` into the action name and the rest (the first argument that is not an option). */
+function splitAction(argv: string[]): { action?: string; rest: string[] } {
+  const index = argv.findIndex((a) => !a.startsWith('-'));
+  if (index === -1) return { rest: argv };
+  return { action: argv[index], rest: [...argv.slice(0, index), ...argv.slice(index + 1)] };
+}
+
+interface Output {
+  format: 'json' | 'text';
+  quiet: boolean;
+  hook: boolean;
+}
+
+/**
+ * Runs one invocation. Returns the exit code (0, 1 or 2; always 0 with --hook) — the caller
+ * sets `process.exitCode`.
+ */
+export async function runHost(argv: string[], io: HostIo, registry?: Registry): Promise<number> {
+  const reg = registry ?? (await createDefaultRegistry());
+  const out: Output = { format: 'json', quiet: false, hook: false };
+  const { action, rest } = splitAction(argv);
+  let logger: Logger | undefined;
+  try {
+    // Global flags first, leniently, so --format/--hook apply even to usage errors.
+    const globals = parseArgs({ args: rest, options: GLOBAL_OPTIONS, strict: false, allowPositionals: true }).values;
+    out.hook = globals.hook === true;
+    out.quiet = globals.quiet === true || out.hook;
+    const format = globals.format as string | boolean | undefined;
+    if (typeof format === 'string') {
+      if (format !== 'json' && format !== 'text') throw new UsageError(messages.badFormat(format));
+      out.format = format;
+    }
+    if (action === undefined) {
+      if (globals.version) {
+        io.stdout.write(`${packageVersion()}\n`);
+        return 0;
+      }
+      io.stdout.write(hostHelp(reg));
+      if (globals.help) return 0;
+      throw new UsageError(messages.noAction(reg.actions().map((a) => a.name)));
+    }
+    const entry = reg.lookup(action);
+    if (!entry) throw new UsageError(messages.unknownAction(action, reg.actions().map((a) => a.name)));
+    const handler: AnyHandler = await entry.load();
+    const options = { ...GLOBAL_OPTIONS, ...handler.options };
+    if (globals.help) {
+      io.stdout.write(`${handler.help}\n\n${messages.globalOptions}\n`);
+      return 0;
+    }
+    let parsed: { values: Record<string, unknown>; positionals: string[] };
+    try {
+      parsed = parseArgs({ args: rest, options, strict: true, allowPositionals: handler.allowPositionals ?? false }) as typeof parsed;
+    } catch (error) {
+      const err = error as Error & { code?: string };
+      if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+        const option = /'([^']+)'/.exec(err.message)?.[1] ?? err.message;
+        throw new UsageError(messages.unknownOption(option, action, Object.keys(options)), { cause: error });
+      }
+      throw new UsageError(messages.badArguments(action, err.message), { cause: error });
+    }
+    const v = await import('valibot');
+    const checked = v.safeParse(handler.input, { ...parsed.values, positionals: parsed.positionals });
+    if (!checked.success) {
+      const details: ErrorDetail[] = checked.issues.map((issue) => ({ path: `--${v.getDotPath(issue) ?? ''}`, message: issue.message, value: issue.input }));
+      throw new UsageError(`${messages.invalidInput(action, details.length)}: ${details.map((d) => `${d.path}: ${d.message}`).join('; ')}`, { details });
+    }
+    const ctx = await createContext(io, parsed.values, handler);
+    logger = ctx.log;
+    const result = await handler.run(checked.output, ctx);
+    if (!out.quiet) {
+      if (out.format === 'json') io.stdout.write(JSON.stringify({ ok: true, action, result }) + '\n');
+      else io.stdout.write((handler.formatText ? handler.formatText(result) : JSON.stringify(result, null, 2)) + '\n');
+    }
+    return 0;
+  } catch (error) {
+    return report(error, action ?? '', out, io, logger);
+  }
+}
+
+function report(error: unknown, action: string, out: Output, io: HostIo, logger: Logger | undefined): number {
+  const known = error instanceof FlowForgeError;
+  const code = known ? error.code : 'E_INTERNAL';
+  const message = known ? error.message : messages.internal((error as Error)?.message ?? String(error));
+  const details = known ? error.details : [];
+  const exitCode = known ? error.exitCode : 1;
+  if (out.hook) {
+    // A git hook never fails or prints (SPEC §8): the problem goes to the log.
+    logger?.error('hook invocation failed', { action, code, message, details });
+    return 0;
+  }
+  if (out.format === 'json') {
+    io.stdout.write(JSON.stringify({ ok: false, action, error: { code, message, details } }) + '\n');
+  }
+  if (!out.quiet || out.format === 'text') {
+    io.stderr.write(`provider-bridge ${action}: ${message}\n${details.map((d) => `  - ${d.path}: ${d.message}\n`).join('')}`);
+  }
+  if (!known && io.env.FLOWFORGE_DEBUG) io.stderr.write(`${(error as Error)?.stack}\n`);
+  return exitCode;
+}
+
+async function createContext(io: HostIo, values: Record<string, unknown>, handler: AnyHandler): Promise<HandlerContext> {
+  const now = io.now ?? Date.now;
+  const fsPort = createNodeFsPort();
+  const { findProjectRoot, resolveDataRoot, resolveConfigCacheDir } = await import('../config/paths.js');
+  const { projectRoot } = findProjectRoot(io.cwd, io.env);
+  const dataPathFlag = values['data-path'] as string | undefined;
+  let config: HandlerContext['config'];
+  let configFile: string | undefined;
+  if (handler.needsStore === false) {
+    const { validateConfig } = await import('../config/load.js');
+    config = validateConfig({}, '(defaults)');
+  } else {
+    const { loadConfig } = await import('../config/load.js');
+    const loaded = await loadConfig({
+      projectRoot,
+      explicitFile: values.config as string | undefined,
+      cacheDir: resolveConfigCacheDir({ cwd: io.cwd, env: io.env, dataPathFlag, projectRoot }),
+      cwd: io.cwd,
+    });
+    config = loaded.config;
+    configFile = loaded.file;
+  }
+  const dataRoot = resolveDataRoot({ cwd: io.cwd, env: io.env, dataPathFlag, configDataPath: config.dataPath, projectRoot, configDir: configFile ? path.dirname(configFile) : undefined });
+  const gitClients = new Map<string, Promise<import('../core/git.js').GitClient>>();
+  return {
+    now,
+    cwd: io.cwd,
+    env: io.env,
+    projectRoot,
+    dataRoot,
+    config,
+    configFile,
+    fs: fsPort,
+    log: createFileLogger(path.join(dataRoot, 'logs'), 'aggregation', now),
+    git(repoDir) {
+      const dir = path.resolve(io.cwd, repoDir ?? '.');
+      let client = gitClients.get(dir);
+      if (!client) {
+        client = import('../core/git-client.js').then((m) => m.createGitClient(dir, io.env, { cwd: io.cwd }));
+        gitClients.set(dir, client);
+      }
+      return client;
+    },
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    async readStdin() {
+      const chunks: Buffer[] = [];
+      for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+      return Buffer.concat(chunks);
+    },
+  };
+}
