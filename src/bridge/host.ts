@@ -94,6 +94,7 @@ interface Output {
  * sets `process.exitCode`.
  */
 export async function runHost(argv: string[], io: HostIo, registry?: Registry): Promise<number> {
+  const startedAt = performance.now();
   const reg = registry ?? (await createDefaultRegistry());
   const out: Output = { format: 'json', quiet: false, hook: false };
   const { action, rest } = splitAction(argv);
@@ -145,6 +146,10 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
     const ctx = await createContext(io, parsed.values, handler);
     logger = ctx.log;
     const result = await handler.run(checked.output, ctx);
+    if (out.hook) {
+      // One line per hook call, so hook cost can be read off a real history (ms, whole handler).
+      logger.info('hook ok', { action, durationMs: Math.round((performance.now() - startedAt) * 100) / 100, accepted: (result as { accepted?: number })?.accepted });
+    }
     if (!out.quiet) {
       if (out.format === 'json') io.stdout.write(JSON.stringify({ ok: true, action, result }) + '\n');
       else io.stdout.write((handler.formatText ? handler.formatText(result) : JSON.stringify(result, null, 2)) + '\n');

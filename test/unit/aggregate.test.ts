@@ -1,0 +1,117 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
+import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
+import { COMPACT_AFTER_ENTRIES } from '../../plugins/aggregation/aggregator.js';
+import { InputError } from '../../src/core/errors.js';
+import { createFaultyFsPort, rawEntry, withTempStore } from '../helpers/store.js';
+
+const input = (entries: unknown[]) => ({ entry: [JSON.stringify(entries)], source: [] as never[] });
+
+test('entries are acknowledged into the journal and the threshold trigger cuts a batch at ⌈0.9 × 10⌉ = 9', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now();
+  const first = await aggregate.run(input([0, 1, 2, 3, 4, 5, 6, 7].map((i) => rawEntry(i, now - 1000))), s.ctx);
+  t.like(first, { accepted: 8, duplicates: 0, pending: 8, flushed: [] });
+  const second = await aggregate.run(input([rawEntry(8, now - 1000)]), s.ctx);
+  t.is(second.accepted, 1);
+  t.is(second.pending, 0);
+  t.is(second.flushed.length, 1);
+  t.like(second.flushed[0], { entryCount: 9, trigger: 'threshold' });
+  const batches = s.batches();
+  t.is(batches.length, 1);
+  t.deepEqual(batches[0]!.entries.map((e) => e.entryId), [0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => `id-${i}`));
+  t.is(batches[0]!.entryCount, 9);
+  t.false(batches[0]!.recovered);
+  t.is(second.flushed[0]!.file, `aggregated/${batches[0]!.batchId}.json`);
+});
+
+test('size trigger: 25 entries with batchSize 10 make two batches of 10; 5 stay pending', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const r = await aggregate.run(input(Array.from({ length: 25 }, (_, i) => rawEntry(i, s.clock.now() - 1))), s.ctx);
+  t.deepEqual(r.flushed.map((f) => [f.entryCount, f.trigger]), [
+    [10, 'size'],
+    [10, 'size'],
+  ]);
+  t.is(r.pending, 5);
+  t.deepEqual(s.batches().map((b) => b.entryCount), [10, 10]);
+});
+
+test('a duplicate is counted and not stored, pending or already in a batch, also after compaction', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  const ts = s.clock.now() - 1;
+  await aggregate.run(input([rawEntry(1, ts)]), s.ctx);
+  t.like(await aggregate.run(input([rawEntry(1, ts), rawEntry(1, ts), rawEntry(2, ts)]), s.ctx), { accepted: 1, duplicates: 2, pending: 2 });
+  await aggregateForce.run({}, s.ctx);
+  t.like(await aggregate.run(input([rawEntry(1, ts)]), s.ctx), { accepted: 0, duplicates: 1, pending: 0 });
+  // Push enough through to compact the journal, so ids must come from the index shards.
+  const many = Array.from({ length: COMPACT_AFTER_ENTRIES + 10 }, (_, i) => rawEntry(100 + i, ts));
+  await aggregate.run(input(many), s.ctx);
+  await aggregateForce.run({}, s.ctx);
+  const journal = fs.readFileSync(path.join(s.dataRoot, 'aggregated/journal/journal.log'), 'utf8');
+  t.false(journal.includes('"id-1"'), 'journal was compacted');
+  t.like(await aggregate.run(input([rawEntry(1, ts), rawEntry(150, ts), rawEntry(9999, ts)]), s.ctx), { accepted: 1, duplicates: 2 });
+  const ids = s.batches().flatMap((b) => b.entries.map((e) => e.entryId));
+  t.is(ids.length, new Set(ids).size);
+  t.is(ids.length, 2 + COMPACT_AFTER_ENTRIES + 10);
+});
+
+test('an invalid entry rejects the whole call and writes nothing', async (t) => {
+  const s = withTempStore(t);
+  const good = rawEntry(1, s.clock.now() - 1);
+  const error = await t.throwsAsync(aggregate.run(input([good, { ...good, entryId: 'x', timestamp: 'yesterday' }]), s.ctx), { instanceOf: InputError });
+  t.is(error?.details[0]?.path, '[1].timestamp');
+  t.false(fs.existsSync(s.dataRoot));
+});
+
+test('a batch write that fails every attempt parks the batch in recovery/ and the call still succeeds', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const port = createFaultyFsPort((op, args) => (op === 'writeFileDurable' && /aggregated\/batch_[^/]+\.json$/.test(String(args[0])) ? 'ENOSPC' : undefined));
+  s.setFs(port);
+  const r = await aggregate.run(input([rawEntry(1, s.clock.now() - 1), rawEntry(2, s.clock.now() - 1)]), s.ctx);
+  t.is(r.accepted, 2);
+  t.is(r.flushed.length, 0);
+  t.is(r.failed.length, 1);
+  t.is(r.pending, 0);
+  t.is(port.calls.filter((c) => c.op === 'writeFileDurable' && c.file?.endsWith(`${r.failed[0]!.batchId}.json`)).length, 3);
+  const parked = JSON.parse(fs.readFileSync(path.join(s.dataRoot, r.failed[0]!.file), 'utf8'));
+  t.deepEqual(parked.entries.map((e: { entryId: string }) => e.entryId), ['id-1', 'id-2']);
+  t.is(parked.retryCount, 0);
+  t.regex(parked.lastError, /ENOSPC/);
+  t.is(s.batches().length, 0);
+});
+
+test('when the batch cannot be parked either, its entries stay pending in the journal', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  s.setFs(createFaultyFsPort((op, args) => (op === 'writeFileDurable' && /batch_/.test(String(args[0])) ? 'EIO' : undefined)));
+  const r = await aggregate.run(input([rawEntry(1, s.clock.now() - 1), rawEntry(2, s.clock.now() - 1)]), s.ctx);
+  t.is(r.accepted, 2);
+  t.is(r.pending, 2);
+  t.deepEqual(r.failed, []);
+  s.setFs(createFaultyFsPort(() => undefined));
+  const again = await aggregateForce.run({}, s.ctx);
+  t.is(again.flushed.length, 1);
+  t.deepEqual(s.batches()[0]!.entries.map((e) => e.entryId), ['id-1', 'id-2']);
+});
+
+test('a process killed after writing the batch file but before the commit: the next call commits it, no duplicate batch', async (t) => {
+  const s = withTempStore(t, { batchSize: 100 });
+  await aggregate.run(input([rawEntry(1, s.clock.now() - 1), rawEntry(2, s.clock.now() - 1)]), s.ctx);
+  // Simulate the kill: the journal append of the commit record throws after the file landed.
+  let appends = 0;
+  s.setFs(
+    createFaultyFsPort((op) => {
+      if (op === 'writeAll') appends++;
+      return op === 'writeAll' && appends === 2 ? 'EIO' : undefined; // 1st = intent, 2nd = commit
+    }),
+  );
+  await t.throwsAsync(aggregateForce.run({}, s.ctx));
+  t.is(s.batches().length, 1);
+  s.setFs(createFaultyFsPort(() => undefined));
+  const r = await aggregateForce.run({}, s.ctx);
+  t.is(r.pending, 0);
+  t.is(r.flushed.length, 1, 'the resumed batch is reported');
+  t.is(s.batches().length, 1);
+  t.deepEqual(s.batches()[0]!.entries.map((e) => e.entryId), ['id-1', 'id-2']);
+});

@@ -1,0 +1,127 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createNodeFsPort } from '../../src/core/fs-port.js';
+import { openJournal } from '../../plugins/aggregation/journal.js';
+import type { Entry } from '../../plugins/aggregation/types.js';
+import { tempDir } from '../helpers/store.js';
+
+const fsPort = createNodeFsPort();
+const entry = (i: number): Entry => ({ entryId: `id-${i}`, userId: 'ana', action: 'work', timestamp: 1_700_000_000_000 + i });
+
+function setup(t: Parameters<typeof tempDir>[0]) {
+  const root = tempDir(t);
+  const dir = path.join(root, 'journal');
+  const errors = path.join(root, 'errors');
+  const open = () => openJournal(dir, errors, fsPort, () => 1_800_000_000_000);
+  return { dir, errors, file: path.join(dir, 'journal.log'), open };
+}
+
+test('appended entries survive a reopen with their seqs and append times', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.append([entry(1), entry(2)], 1000);
+  journal.append([entry(3)], 2000);
+  journal.close();
+  const reopened = s.open().journal;
+  t.deepEqual(
+    reopened.pending.map((p) => [p.seq, p.appendedAt, p.entry.entryId]),
+    [
+      [1, 1000, 'id-1'],
+      [2, 1000, 'id-2'],
+      [3, 2000, 'id-3'],
+    ],
+  );
+  t.true(reopened.hasId('id-2'));
+  t.false(reopened.hasId('id-9'));
+  t.is((fs.statSync(s.file).mode & 0o777).toString(8), '600');
+  t.is((fs.statSync(s.dir).mode & 0o777).toString(8), '700');
+});
+
+test('a torn last record is quarantined, the valid ones kept, and the next append works', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.append([entry(1), entry(2), entry(3)], 1000);
+  journal.close();
+  fs.appendFileSync(s.file, '0badc0de {"t":"e","s":4,"at":10');
+  const { journal: j2, quarantine } = s.open();
+  t.is(quarantine.badRecords, 1);
+  t.deepEqual(j2.pending.map((p) => p.entry.entryId), ['id-1', 'id-2', 'id-3']);
+  const bad = fs.readdirSync(s.errors);
+  t.is(bad.length, 1);
+  t.is(fs.readFileSync(path.join(s.errors, bad[0]!), 'utf8'), '0badc0de {"t":"e","s":4,"at":10\n');
+  j2.append([entry(4)], 2000);
+  j2.close();
+  const { journal: j3, quarantine: q3 } = s.open();
+  t.is(q3.badRecords, 0);
+  t.deepEqual(j3.pending.map((p) => [p.seq, p.entry.entryId]), [
+    [1, 'id-1'],
+    [2, 'id-2'],
+    [3, 'id-3'],
+    [4, 'id-4'],
+  ]);
+});
+
+test('a corrupt record in the middle is dropped alone; a zero-filled tail is quarantined', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.append([entry(1)], 1000);
+  journal.append([entry(2)], 1000);
+  journal.append([entry(3)], 1000);
+  journal.close();
+  const lines = fs.readFileSync(s.file, 'utf8').split('\n');
+  lines[1] = lines[1]!.replace('id-2', 'id-X'); // checksum no longer matches
+  fs.writeFileSync(s.file, lines.join('\n') + '\0'.repeat(64));
+  const { journal: j2, quarantine } = s.open();
+  t.is(quarantine.badRecords, 2);
+  t.deepEqual(j2.pending.map((p) => p.entry.entryId), ['id-1', 'id-3']);
+  t.false(fs.readFileSync(s.file, 'utf8').includes('\0'));
+});
+
+test('commit moves a range out of pending; totals and committed ids follow; compaction keeps pending only', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.append([1, 2, 3, 4, 5].map(entry), 1000);
+  journal.intent([{ b: 'batch_1', from: 1, to: 3 }], 2000);
+  t.deepEqual(journal.openIntent, [{ b: 'batch_1', from: 1, to: 3 }]);
+  journal.commit([{ b: 'batch_1', from: 1, to: 3 }], 2001, [3]);
+  t.is(journal.openIntent, undefined);
+  t.deepEqual(journal.pending.map((p) => p.seq), [4, 5]);
+  t.deepEqual(journal.committed, [
+    { entryId: 'id-1', batchId: 'batch_1' },
+    { entryId: 'id-2', batchId: 'batch_1' },
+    { entryId: 'id-3', batchId: 'batch_1' },
+  ]);
+  t.deepEqual(journal.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001 });
+  journal.close();
+  const reopened = s.open().journal;
+  t.deepEqual(reopened.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001 });
+  t.is(reopened.committed.length, 3);
+  reopened.compact();
+  reopened.close();
+  const compacted = s.open().journal;
+  t.deepEqual(compacted.pending.map((p) => [p.seq, p.entry.entryId]), [
+    [4, 'id-4'],
+    [5, 'id-5'],
+  ]);
+  t.is(compacted.committed.length, 0);
+  t.false(compacted.hasId('id-1'));
+  t.deepEqual(compacted.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001 });
+  compacted.append([entry(6)], 3000);
+  t.deepEqual(compacted.pending.map((p) => p.seq), [4, 5, 6]);
+});
+
+test('an intent without a commit is still open after a reopen; abort closes it', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.append([entry(1)], 1000);
+  journal.intent([{ b: 'batch_x', from: 1, to: 1 }], 2000);
+  journal.close();
+  const j2 = s.open().journal;
+  t.deepEqual(j2.openIntent, [{ b: 'batch_x', from: 1, to: 1 }]);
+  j2.abort(2001);
+  j2.close();
+  const j3 = s.open().journal;
+  t.is(j3.openIntent, undefined);
+  t.is(j3.pending.length, 1);
+});
