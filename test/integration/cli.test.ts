@@ -1,0 +1,125 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/store.js';
+
+const PAST = Date.UTC(2026, 0, 15, 9, 30);
+const entry = (i: number, extra: Record<string, unknown> = {}) => ({ entryId: `cli-${i}`, userId: 'ana', action: 'review', timestamp: PAST + i, ...extra });
+
+function project(t: Parameters<typeof tempDir>[0]) {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, '.git')); // a work-tree top, so the search stops here
+  return dir;
+}
+
+test('--help lists every action and the global options; --version prints the package version', (t) => {
+  const dir = project(t);
+  const help = runCli(['--help'], { cwd: dir });
+  t.is(help.code, 0);
+  for (const action of ['aggregate', 'aggregate-status', 'aggregate-force', 'aggregate-recover', 'hooks']) t.regex(help.stdout, new RegExp(`^  ${action} `, 'm'));
+  t.regex(help.stdout, /--data-path=DIR/);
+  const version = runCli(['--version'], { cwd: dir });
+  t.is(version.code, 0);
+  t.is(version.stdout.trim(), JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version);
+  const actionHelp = runCli(['aggregate', '--help'], { cwd: dir });
+  t.is(actionHelp.code, 0);
+  t.regex(actionHelp.stdout, /--source=git-checkout --prev=SHA --new=SHA --flag=0\|1/);
+});
+
+test('unknown action or option: exit 2, one JSON error listing the valid ones, nothing written', (t) => {
+  const dir = project(t);
+  const action = runCli(['agregate'], { cwd: dir });
+  t.is(action.code, 2);
+  t.is(action.json.ok, false);
+  t.is(action.json.error.code, 'E_USAGE');
+  t.regex(action.json.error.message, /Valid actions: aggregate, aggregate-force, aggregate-recover, aggregate-status, hooks/);
+  const option = runCli(['aggregate-status', '--bogus=1'], { cwd: dir });
+  t.is(option.code, 2);
+  t.regex(option.json.error.message, /Unknown option --bogus.*Valid options: .*--data-path/);
+  t.regex(option.stderr, /Unknown option --bogus/);
+  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+});
+
+test('aggregate from --entry, --input FILE (NDJSON) and stdin (JSON array) in one data root; duplicates counted', (t) => {
+  const dir = project(t);
+  const a = runCli(['aggregate', `--entry=${JSON.stringify(entry(1))}`, '--entry', JSON.stringify(entry(2))], { cwd: dir });
+  t.is(a.code, 0);
+  t.deepEqual(a.json, { ok: true, action: 'aggregate', result: { accepted: 2, duplicates: 0, pending: 2, batchAgeMs: a.json.result.batchAgeMs, flushed: [], failed: [] } });
+  fs.writeFileSync(path.join(dir, 'in.ndjson'), `${JSON.stringify(entry(2))}\n\n${JSON.stringify(entry(3))}\n`);
+  const b = runCli(['aggregate', '--input=in.ndjson'], { cwd: dir });
+  t.like(b.json.result, { accepted: 1, duplicates: 1, pending: 3 });
+  const c = runCli(['aggregate', '--input=-'], { cwd: dir, input: JSON.stringify([entry(4), entry(5)]) });
+  t.like(c.json.result, { accepted: 2, duplicates: 0, pending: 5 });
+  const force = runCli(['aggregate-force'], { cwd: dir });
+  t.is(force.code, 0);
+  t.is(force.json.result.flushed.length, 1);
+  const batch = JSON.parse(fs.readFileSync(path.join(dir, '.flowforge', force.json.result.flushed[0].file), 'utf8'));
+  t.deepEqual(batch.entries.map((e: { entryId: string }) => e.entryId), ['cli-1', 'cli-2', 'cli-3', 'cli-4', 'cli-5']);
+  t.is(batch.version, '2.0.0');
+  t.is(batch.entryCount, 5);
+  const status = runCli(['aggregate-status'], { cwd: dir });
+  t.like(status.json.result, { pending: 0, batches: { count: 1, entries: 5 } });
+});
+
+test('every validation problem is listed with its path; exit 2 and nothing is written', (t) => {
+  const dir = project(t);
+  const bad = [
+    entry(1, { timestamp: 'not a date' }),
+    entry(2, { userId: '' }),
+    entry(3, { action: 'has space' }),
+    entry(4, { timestamp: Date.now() + 3_600_000 }),
+    entry(5, { metadata: { duration: -1 } }),
+    entry(6, { timestamp: 1_700_000_000_000.5 }),
+  ];
+  const r = runCli(['aggregate', '--input=-'], { cwd: dir, input: JSON.stringify(bad) });
+  t.is(r.code, 2);
+  t.is(r.json.error.code, 'E_INPUT');
+  t.deepEqual(
+    r.json.error.details.map((d: { path: string }) => d.path),
+    ['[0].timestamp', '[1].userId', '[2].action', '[3].timestamp', '[4].metadata.duration', '[5].timestamp'],
+  );
+  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+});
+
+test('NDJSON with a bad line in the middle is rejected whole, naming the line', (t) => {
+  const dir = project(t);
+  const r = runCli(['aggregate', '--input=-'], { cwd: dir, input: `${JSON.stringify(entry(1))}\n{oops\n${JSON.stringify(entry(3))}\n` });
+  t.is(r.code, 2);
+  t.is(r.json.error.details[0].path, '--input=-:line 2');
+  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+});
+
+test('--data-path and FLOWFORGE_DATA_PATH choose the data root; dirs 0700, files 0600; --format=text is for people', (t) => {
+  const dir = project(t);
+  const viaEnv = path.join(dir, 'env-root');
+  runCli(['aggregate', `--entry=${JSON.stringify(entry(1))}`], { cwd: dir, env: { FLOWFORGE_DATA_PATH: viaEnv } });
+  t.true(fs.existsSync(path.join(viaEnv, 'aggregated/journal/journal.log')));
+  const viaFlag = path.join(dir, 'flag-root');
+  const r = runCli(['aggregate', '--data-path', viaFlag, `--entry=${JSON.stringify(entry(2))}`, '--format=text'], { cwd: dir, env: { FLOWFORGE_DATA_PATH: viaEnv } });
+  t.is(r.code, 0);
+  t.regex(r.stdout, /^accepted 1, duplicates 0, pending 1/);
+  t.is((fs.statSync(path.join(viaFlag, 'aggregated')).mode & 0o777).toString(8), '700');
+  t.is((fs.statSync(path.join(viaFlag, 'aggregated/journal/journal.log')).mode & 0o777).toString(8), '600');
+  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+});
+
+test('a data root that cannot be written: exit 1, message names the data root', (t) => {
+  const dir = project(t);
+  const blocker = path.join(dir, 'not-a-dir');
+  fs.writeFileSync(blocker, 'x');
+  const r = runCli(['aggregate', `--data-path=${blocker}`, `--entry=${JSON.stringify(entry(1))}`], { cwd: dir });
+  t.is(r.code, 1);
+  t.is(r.json.error.code, 'E_IO');
+  t.true(r.json.error.message.includes(blocker));
+});
+
+test('a bad config is an error naming the key, never a silent fallback', (t) => {
+  const dir = project(t);
+  fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ batchSize: 0, recovery: { retryLimit: 3 } }));
+  const r = runCli(['aggregate-status'], { cwd: dir });
+  t.is(r.code, 2);
+  t.is(r.json.error.code, 'E_CONFIG');
+  const paths = r.json.error.details.map((d: { path: string }) => d.path).sort();
+  t.deepEqual(paths, ['batchSize', 'recovery.retryLimit']);
+});
