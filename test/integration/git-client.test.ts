@@ -42,7 +42,7 @@ test('headCommit: a normal commit gives exact sha, author, author time, offset, 
       userId: 'Ana',
       action: 'commit',
       timestamp: 1_700_003_600_000,
-      metadata: { sha: second, branch: 'main', filesChanged: 2, insertions: 1, deletions: 3, parents: 1, tz: '-0530' },
+      metadata: { sha: second, branch: 'main', filesChanged: 2, insertions: 1, deletions: 3, parents: [first], tz: '-0530' },
     },
   ]);
 });

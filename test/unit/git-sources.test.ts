@@ -64,9 +64,9 @@ test('commitEntry maps commit facts to the SPEC §4 entry', (t) => {
     userId: 'Ana',
     action: 'commit',
     timestamp: 1_700_000_000_000,
-    metadata: { sha: A, branch: 'main', filesChanged: 3, insertions: 10, deletions: 4, parents: 1, tz: '+0100' },
+    metadata: { sha: A, branch: 'main', filesChanged: 3, insertions: 10, deletions: 4, parents: [B], tz: '+0100' },
   });
-  t.is(commitEntry({ ...facts, branch: null, parents: [] }).metadata.parents, 0);
+  t.deepEqual(commitEntry({ ...facts, branch: null, parents: [] }).metadata.parents, []);
   t.is(commitEntry({ ...facts, branch: null }).metadata.branch, null);
 });
 

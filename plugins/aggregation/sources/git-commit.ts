@@ -20,7 +20,7 @@ export interface RawSourceEntry {
  * The `commit` entry for one commit (SPEC §4):
  * `{ entryId: "commit:<sha>", userId: author, action: "commit", timestamp: author time (epoch
  * ms), metadata: { sha, branch, filesChanged, insertions, deletions, parents, tz } }`.
- * `parents` is the parent count (0 root, 1 normal, 2+ merge); `tz` the author's UTC offset as git
+ * `parents` lists the parent shas (none for a root, two or more for a merge: the commit graph as git has it); `tz` the author's UTC offset as git
  * prints it (`+0100`), so reports can bucket by the author's local day; `branch` is null when
  * HEAD was detached (or for imported history). The id depends on the sha only, so the hook and a
  * `git-log` import of the same commit store it once.
@@ -37,7 +37,7 @@ export function commitEntry(facts: CommitFacts): RawSourceEntry {
       filesChanged: facts.filesChanged,
       insertions: facts.insertions,
       deletions: facts.deletions,
-      parents: facts.parents.length,
+      parents: [...facts.parents],
       tz: facts.authorTz,
     },
   };

@@ -1,0 +1,126 @@
+/**
+ * Real git hooks installed with `provider-bridge hooks install`, fired by real git commands.
+ */
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { runCli } from '../helpers/cli.js';
+import { withGitRepo, type GitRepo } from '../helpers/git-repo.js';
+
+interface StoredEntry {
+  entryId: string;
+  userId: string;
+  action: string;
+  timestamp: number;
+  metadata: Record<string, any>;
+}
+
+const gitBinary = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
+
+function install(repo: GitRepo): void {
+  const r = runCli(['hooks', 'install', `--repo=${repo.dir}`], { cwd: repo.root, env: repo.env });
+  if (r.code !== 0) throw new Error(`hooks install failed: ${r.stdout} ${r.stderr}`);
+}
+
+/** Every entry in the data root after a force flush (batch files), in batch order. */
+function stored(dataRootParent: string, env: NodeJS.ProcessEnv): StoredEntry[] {
+  const force = runCli(['aggregate-force'], { cwd: dataRootParent, env });
+  if (force.code !== 0) throw new Error(force.stdout + force.stderr);
+  const dir = path.join(dataRootParent, '.flowforge/aggregated');
+  return fs
+    .readdirSync(dir)
+    .filter((n) => n.startsWith('batch_'))
+    .sort()
+    .flatMap((n) => JSON.parse(fs.readFileSync(path.join(dir, n), 'utf8')).entries);
+}
+
+test('post-commit records the commit once even when the hook fires twice; a file checkout records nothing', async (t) => {
+  const repo = withGitRepo(t);
+  install(repo);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  const sha = repo.commit('first', { 'a.txt': 'one\ntwo\n' }, { date: '1750000000 +0200' });
+  // Fire the installed hook again by hand, as a retried hook would.
+  const hook = repo.git(['rev-parse', '--git-path', 'hooks/post-commit']);
+  const again = runCli(['aggregate', '--source=git-commit'], { cwd: repo.dir, env: repo.env });
+  t.like(again.json.result, { accepted: 0, duplicates: 1 });
+  t.true(fs.existsSync(path.resolve(repo.dir, hook)));
+  fs.writeFileSync(path.join(repo.dir, 'a.txt'), 'changed\n');
+  repo.git(['checkout', '--', 'a.txt']); // post-checkout with flag 0
+  const entries = stored(repo.dir, repo.env);
+  t.deepEqual(entries, [
+    {
+      entryId: `commit:${sha}`,
+      userId: 'Test User',
+      action: 'commit',
+      timestamp: 1_750_000_000_000,
+      metadata: { sha, branch: 'main', filesChanged: 2, insertions: 3, deletions: 0, parents: [], tz: '+0200' },
+    },
+  ]);
+});
+
+test('detached HEAD: branch is null in the commit and the checkout entry, never "HEAD"', async (t) => {
+  const repo = withGitRepo(t);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  const base = repo.commit('base', { 'a.txt': 'a\n' });
+  install(repo);
+  repo.git(['checkout', '-q', '--detach', base]);
+  const sha = repo.commit('detached work', { 'b.txt': 'b\n' }, { date: '1750000100 +0000' });
+  const entries = stored(repo.dir, repo.env);
+  const checkout = entries.find((e) => e.action === 'checkout');
+  t.like(checkout?.metadata, { from: base, to: base, branch: null });
+  const commit = entries.find((e) => e.action === 'commit');
+  t.is(commit?.entryId, `commit:${sha}`);
+  t.is(commit?.metadata.branch, null);
+  t.deepEqual(commit?.metadata.parents, [base]);
+});
+
+test('unborn HEAD: the post-commit source adds nothing and exits 0', (t) => {
+  const repo = withGitRepo(t);
+  const r = runCli(['aggregate', '--source=git-commit'], { cwd: repo.dir, env: repo.env });
+  t.is(r.code, 0);
+  t.like(r.json.result, { accepted: 0, duplicates: 0, pending: 0 });
+});
+
+test('linked worktree: the hook records the worktree branch into the worktree\'s data root', (t) => {
+  const repo = withGitRepo(t);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  repo.commit('base', { 'a.txt': 'a\n' });
+  install(repo);
+  const wt = path.join(repo.root, 'wt');
+  repo.git(['worktree', 'add', '-q', '-b', 'feature', wt]);
+  fs.writeFileSync(path.join(wt, 'f.txt'), 'f\n');
+  repo.git(['add', 'f.txt'], { cwd: wt });
+  repo.git(['commit', '-q', '-m', 'in worktree'], { cwd: wt, env: { ...repo.env, GIT_AUTHOR_DATE: '1750000200 +0000' } });
+  const sha = repo.git(['rev-parse', 'HEAD'], { cwd: wt });
+  const commits = stored(wt, repo.env).filter((e) => e.action === 'commit');
+  t.deepEqual(commits.map((e) => [e.entryId, e.metadata.branch]), [[`commit:${sha}`, 'feature']]);
+});
+
+test('hooks work with GIT_DIR and GIT_INDEX_FILE exported and with a PATH that has no node on it', (t) => {
+  const repo = withGitRepo(t);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  install(repo);
+  fs.writeFileSync(path.join(repo.dir, 'x.txt'), 'x\n');
+  const gitEnv = { ...repo.env, GIT_DIR: path.join(repo.dir, '.git'), GIT_INDEX_FILE: path.join(repo.dir, '.git/index'), GIT_WORK_TREE: repo.dir };
+  repo.git(['add', '-A'], { env: gitEnv });
+  repo.git(['commit', '-q', '-m', 'env'], { env: { ...gitEnv, GIT_AUTHOR_DATE: '1750000300 +0000' } });
+  const first = repo.git(['rev-parse', 'HEAD']);
+  fs.writeFileSync(path.join(repo.dir, 'y.txt'), 'y\n');
+  repo.git(['add', '-A']);
+  // A GUI client's minimal PATH: the hook must not need node (or anything else) on PATH.
+  execFileSync(gitBinary, ['commit', '-q', '-m', 'minimal path'], { cwd: repo.dir, env: { ...repo.env, PATH: '/nonexistent', GIT_AUTHOR_DATE: '1750000400 +0000' } });
+  const second = repo.git(['rev-parse', 'HEAD']);
+  const ids = stored(repo.dir, repo.env).map((e) => e.entryId);
+  t.deepEqual(ids, [`commit:${first}`, `commit:${second}`]);
+});
+
+test('a hook never fails git: with a data root that cannot be created, git commit still exits 0', (t) => {
+  const repo = withGitRepo(t);
+  install(repo);
+  fs.writeFileSync(path.join(repo.dir, '.flowforge'), 'a file where the data root should be');
+  fs.writeFileSync(path.join(repo.dir, 'z.txt'), 'z\n');
+  repo.git(['add', 'z.txt']);
+  t.notThrows(() => repo.git(['commit', '-q', '-m', 'still works']));
+  t.is(repo.git(['log', '--format=%s', '-1']), 'still works');
+});
