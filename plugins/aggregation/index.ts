@@ -4,6 +4,7 @@
  * the manifest.
  */
 import type { PluginManifest } from '../../src/core/handler.js';
+import { aggregationSchedules } from './schedules.js';
 
 export const aggregationPlugin: PluginManifest = {
   name: 'aggregation',
@@ -17,4 +18,5 @@ export const aggregationPlugin: PluginManifest = {
     { name: 'post-commit', args: ['aggregate', '--source=git-commit'] },
     { name: 'post-checkout', args: ['aggregate', '--source=git-checkout'] },
   ],
+  schedules: aggregationSchedules,
 };
