@@ -5,6 +5,13 @@
  */
 import { runHost } from './host.js';
 
+// A reader that stops early (`| head`) must not turn into a crash: the work is already done.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 process.exitCode = await runHost(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

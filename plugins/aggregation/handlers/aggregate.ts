@@ -42,32 +42,34 @@ export interface AggregateResult {
 
 /** Collects raw (unvalidated) entries from every source of the call, in argument order. */
 async function collectRaw(input: AggregateInput, ctx: HandlerContext): Promise<unknown[]> {
-  const raw: unknown[] = [];
-  input.entry.forEach((text, i) => raw.push(...parseEntryText(text, `--entry[${i}]`)));
+  let raw: unknown[] = [];
+  // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
+  const add = (items: unknown[]) => void (raw = raw.concat(items));
+  input.entry.forEach((text, i) => add(parseEntryText(text, `--entry[${i}]`)));
   if (input.input !== undefined) {
     const text = input.input === '-' ? (await ctx.readStdin()).toString('utf8') : await readInputFile(ctx, input.input);
-    raw.push(...parseEntryText(text, `--input=${input.input}`));
+    add(parseEntryText(text, `--input=${input.input}`));
   }
   for (const source of new Set(input.source)) {
     switch (source) {
       case 'sessions': {
         const { entriesFromSessions } = await import('../sources/sessions.js');
-        raw.push(...(await entriesFromSessions(path.join(ctx.dataRoot, 'user'), ctx.fs)));
+        add(await entriesFromSessions(ctx.dataRoot, ctx.fs));
         break;
       }
       case 'git-commit': {
         const { entriesFromGitCommit } = await import('../sources/git-commit.js');
-        raw.push(...(await entriesFromGitCommit(await ctx.git())));
+        add(await entriesFromGitCommit(await ctx.git()));
         break;
       }
       case 'git-checkout': {
         const { entriesFromGitCheckout } = await import('../sources/git-checkout.js');
-        raw.push(...(await entriesFromGitCheckout({ prev: input.prev, next: input.new, flag: input.flag }, await ctx.git(), ctx.now(), ctx.env)));
+        add(await entriesFromGitCheckout({ prev: input.prev, next: input.new, flag: input.flag }, await ctx.git(), ctx.now(), ctx.env));
         break;
       }
       case 'git-log': {
         const { entriesFromGitLog } = await import('../sources/git-log.js');
-        raw.push(...(await entriesFromGitLog(await ctx.git(input.repo), { since: input.since, until: input.until })));
+        add(await entriesFromGitLog(await ctx.git(input.repo), { since: input.since, until: input.until }));
         break;
       }
     }
