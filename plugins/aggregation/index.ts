@@ -13,10 +13,20 @@ export const aggregationPlugin: PluginManifest = {
     'aggregate-status': { summary: 'show pending entries, batches, recovery files, metrics and health', load: async () => (await import('./handlers/aggregate-status.js')).aggregateStatus },
     'aggregate-force': { summary: 'flush every pending entry into batch files now', load: async () => (await import('./handlers/aggregate-force.js')).aggregateForce },
     'aggregate-recover': { summary: 'retry failed batches in recovery/ now (one recovery pass)', load: async () => (await import('./handlers/aggregate-recover.js')).aggregateRecover },
+    'aggregate-health': { summary: 'run a health check now and write health/health-<ms>.json', load: async () => (await import('./handlers/aggregate-health.js')).aggregateHealth },
+    'aggregate-validate': { summary: 'check every batch file, recovery file and the journal; exit 1 listing each problem', load: async () => (await import('./handlers/aggregate-validate.js')).aggregateValidate },
+    'aggregate-cleanup': { summary: 'remove old health snapshots, rotated logs and stale temp files', load: async () => (await import('./handlers/aggregate-cleanup.js')).aggregateCleanup },
   },
   hooks: [
     { name: 'post-commit', args: ['aggregate', '--source=git-commit'] },
     { name: 'post-checkout', args: ['aggregate', '--source=git-checkout'] },
+  ],
+  // FlowForge command files (plugins/aggregation/commands/*.md), one provider-bridge call each.
+  commands: [
+    { name: 'flowforge:aggregation:start', description: 'Start the long-lived aggregation host (recovery pass, health checks, age flushes, daily cleanup) until stopped', file: 'commands/start.md', args: ['serve'] },
+    { name: 'flowforge:aggregation:status', description: 'Show pending entries, batch files, recovery files, flush metrics and health of the time-tracking store', file: 'commands/status.md', args: ['aggregate-status', '--format=text'] },
+    { name: 'flowforge:aggregation:flush', description: 'Flush every pending time-tracking entry into batch files now (trigger "manual")', file: 'commands/flush.md', args: ['aggregate-force'] },
+    { name: 'flowforge:aggregation:recover', description: 'Retry failed batches in aggregated/recovery/ now (one recovery pass), or one batch with --batch-id', file: 'commands/recover.md', args: ['aggregate-recover'] },
   ],
   schedules: aggregationSchedules,
 };

@@ -47,6 +47,12 @@ export interface FsPort {
   removeDurable(file: string): void;
   /** fsync of a directory, making creates/renames/unlinks in it durable. */
   fsyncDir(dir: string): void;
+  /**
+   * `statfs` of the file system holding `dir` (Node's `fs.statfsSync`): block size `bsize` in
+   * bytes, `blocks` total, `bavail` free for unprivileged users. Used by the health check
+   * (disk space of the data root). Throws the errno error (ENOENT when `dir` is missing).
+   */
+  statfs(dir: string): fs.StatsFs;
 }
 
 function fsyncDirReal(dir: string): void {
@@ -128,5 +134,6 @@ export function createNodeFsPort(): FsPort {
       fsyncDirReal(path.dirname(file));
     },
     fsyncDir: fsyncDirReal,
+    statfs: (dir) => fs.statfsSync(dir),
   };
 }

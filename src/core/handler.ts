@@ -53,6 +53,21 @@ export interface ScheduleBinding {
   run(ctx: HandlerContext): Promise<unknown>;
 }
 
+/**
+ * A FlowForge command a plugin ships (`/flowforge:<plugin>:<name>`): a markdown command file
+ * with a YAML front matter `description:`, mapped to one `provider-bridge` call.
+ */
+export interface CommandBinding {
+  /** Command name as FlowForge shows it, e.g. `flowforge:aggregation:status`. */
+  name: string;
+  /** One line, the same as the file's front matter `description:`. */
+  description: string;
+  /** Path of the command file, relative to the plugin folder, e.g. `commands/status.md`. */
+  file: string;
+  /** Arguments after `provider-bridge`, e.g. `['aggregate-status', '--format=text']`. */
+  args: string[];
+}
+
 /** A plugin manifest: plain data, wired by the host only. */
 export interface PluginManifest {
   name: string;
@@ -60,4 +75,6 @@ export interface PluginManifest {
   handlers: Record<string, { summary: string; load(): Promise<AnyHandler> }>;
   hooks: HookBinding[];
   schedules?: ScheduleBinding[];
+  /** FlowForge command files the plugin ships (plain data; the host does not run them). */
+  commands?: CommandBinding[];
 }
