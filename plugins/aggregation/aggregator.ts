@@ -86,6 +86,22 @@ const newBatchId = (at: number): string => `batch_${String(at).padStart(13, '0')
  * and saves metrics. File-system errors become IoError naming the data root.
  */
 export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>): Promise<T> {
+  // A lock lost mid-operation aborts before the next durable step; every step is idempotent on
+  // a fresh open (ingest dedupes by id, flush replans from the journal), so start over.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await withStoreOnce(ctx, fn);
+    } catch (error) {
+      if (!(error as { compromised?: boolean }).compromised || attempt >= LOCK_LOST_ATTEMPTS) throw error;
+      ctx.log.warn('store lock lost mid-operation; starting over', { attempt });
+    }
+  }
+}
+
+/** Attempts of a whole store operation when its lock is lost mid-way. */
+export const LOCK_LOST_ATTEMPTS = 3;
+
+async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>): Promise<T> {
   const layout = storeLayout(ctx.dataRoot);
   let lock: StoreLock | undefined;
   try {

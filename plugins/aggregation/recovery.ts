@@ -60,6 +60,7 @@ export interface RecoveryResult {
 /** Runs one pass over recovery/ with the store open. `only` limits it to one batch id. */
 export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: string): RecoveryResult {
   const { layout } = store;
+  const log = ctx.logFor('recovery');
   const result: RecoveryResult = { processed: 0, succeeded: 0, failed: 0, abandoned: 0, quarantined: 0, waiting: [] };
   const now = ctx.now();
   const docs = new Map<string, FailedBatchFile>();
@@ -98,7 +99,7 @@ export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: st
       }
       ctx.fs.removeDurable(failedPath);
       result.succeeded++;
-      ctx.log.info('recovered a failed batch', { batchId: doc.batchId, entries: doc.entryCount });
+      log.info('recovered a failed batch', { batchId: doc.batchId, entries: doc.entryCount });
     } catch (error) {
       const retryCount = (Number(doc.retryCount) || 0) + 1;
       const updated: FailedBatchFile = { ...doc, retryCount, lastRetryAt: now, lastError: (error as Error).message, nextRetryAt: nextRetryAt(now, retryCount, Math.random()) };
@@ -107,11 +108,11 @@ export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: st
         ctx.fs.writeFileDurable(abandonedFile(layout, doc.batchId), JSON.stringify(updated));
         ctx.fs.removeDurable(failedPath);
         result.abandoned++;
-        ctx.log.error('abandoned a failed batch after the retry limit', { batchId: doc.batchId, retryCount });
+        log.error('abandoned a failed batch after the retry limit', { batchId: doc.batchId, retryCount });
       } else {
         ctx.fs.writeFileDurable(failedPath, JSON.stringify(updated));
         result.failed++;
-        ctx.log.warn('recovery attempt failed', { batchId: doc.batchId, retryCount, error: updated.lastError });
+        log.warn('recovery attempt failed', { batchId: doc.batchId, retryCount, error: updated.lastError });
       }
     }
   }

@@ -3,7 +3,7 @@
  * (SPEC §7). Plain data; every run imports its work lazily. Intervals in milliseconds from the
  * config: the recovery pass every `recovery.scheduleInterval`, the health check every
  * `recovery.healthCheckInterval`, the age-trigger check every maxAge/2 (between 1 s and 30 s),
- * and cleanup once a day.
+ * and cleanup once a day (`cleanupAge`).
  */
 import type { ScheduleBinding } from '../../src/core/handler.js';
 
@@ -24,10 +24,20 @@ export const aggregationSchedules: ScheduleBinding[] = [
   {
     name: 'health-check',
     everyMs: (c) => c.recovery.healthCheckInterval,
+    async run(ctx, host) {
+      const [{ withStore }, { runHealthCheck }] = await Promise.all([import('./aggregator.js'), import('./health-check.js')]);
+      return withStore(ctx, async (store) => {
+        await store.flush();
+        return runHealthCheck(ctx, store, { daemon: host }).status;
+      });
+    },
+  },
+  {
+    name: 'cleanup',
+    everyMs: () => DAY_MS,
     async run(ctx) {
-      const { aggregateStatus } = await import('./handlers/aggregate-status.js');
-      const status = await aggregateStatus.run({}, ctx);
-      return status.health;
+      const { aggregateCleanup } = await import('./handlers/aggregate-cleanup.js');
+      return aggregateCleanup.run({ 'dry-run': false }, ctx);
     },
   },
   {

@@ -184,7 +184,9 @@ function report(error: unknown, action: string, out: Output, io: HostIo, logger:
 
 async function createContext(io: HostIo, values: Record<string, unknown>, handler: AnyHandler): Promise<HandlerContext> {
   const now = io.now ?? Date.now;
-  const fsPort = createNodeFsPort();
+  let fsPort = createNodeFsPort();
+  const crashProbability = Number(io.env.FLOWFORGE_CRASH_PROBABILITY);
+  if (crashProbability > 0) fsPort = (await import('../core/crash-injection.js')).withCrashInjection(fsPort, crashProbability);
   const { findProjectRoot, resolveDataRoot, resolveConfigCacheDir } = await import('../config/paths.js');
   const { projectRoot } = findProjectRoot(io.cwd, io.env);
   const dataPathFlag = values['data-path'] as string | undefined;
@@ -205,6 +207,12 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
     configFile = loaded.file;
   }
   const dataRoot = resolveDataRoot({ cwd: io.cwd, env: io.env, dataPathFlag, configDataPath: config.dataPath, projectRoot, configDir: configFile ? path.dirname(configFile) : undefined });
+  const logs = new Map<string, Logger>();
+  const logFor = (name: string): Logger => {
+    let logger = logs.get(name);
+    if (!logger) logs.set(name, (logger = createFileLogger(path.join(dataRoot, 'logs'), name, now)));
+    return logger;
+  };
   const gitClients = new Map<string, Promise<import('../core/git.js').GitClient>>();
   return {
     now,
@@ -215,7 +223,8 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
     config,
     configFile,
     fs: fsPort,
-    log: createFileLogger(path.join(dataRoot, 'logs'), 'aggregation', now),
+    log: logFor('aggregation'),
+    logFor,
     git(repoDir) {
       const dir = path.resolve(io.cwd, repoDir ?? '.');
       let client = gitClients.get(dir);

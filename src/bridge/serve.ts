@@ -48,7 +48,7 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
       if (stopping) return;
       const started = performance.now();
       try {
-        await binding.run(ctx);
+        await binding.run(ctx, { startedAt, runs: Object.values(runs).reduce((a, b) => a + b, 0) });
         runs[binding.name] = (runs[binding.name] ?? 0) + 1;
         ctx.log.info('scheduled run finished', { schedule: binding.name, durationMs: Math.round(performance.now() - started) });
       } catch (error) {

@@ -24,7 +24,10 @@ export interface HandlerContext {
   /** Absolute path of the config file that was loaded, if any. */
   configFile: string | undefined;
   fs: FsPort;
+  /** The aggregation log (`logs/aggregation.log`). */
   log: Logger;
+  /** A named log, `logs/<name>.log` (e.g. `recovery`); same rotation as `log`. */
+  logFor(name: 'aggregation' | 'recovery'): Logger;
   /** A git client for `repoDir` (default: `cwd`). simple-git is loaded on first use only. */
   git(repoDir?: string): Promise<GitClient>;
   /** Waits `ms` milliseconds (backoff); tests pass an instant fake. */

@@ -50,7 +50,8 @@ export interface ScheduleBinding {
   name: string;
   /** Interval in milliseconds, from the config. */
   everyMs(config: import('../config/schema.js').ResolvedConfig): number;
-  run(ctx: HandlerContext): Promise<unknown>;
+  /** `host` tells a run about the long-lived host (start time in epoch ms, runs so far). */
+  run(ctx: HandlerContext, host: { startedAt: number; runs: number }): Promise<unknown>;
 }
 
 /**

@@ -1,71 +1,208 @@
 /**
- * Cross-process mutual exclusion for one data root (SPEC §5), through proper-lockfile: an
- * atomic `mkdir` of `<file>.lock` whose mtime the holder refreshes; a lock not refreshed for
- * `staleMs` (a holder that was SIGKILLed) is taken over. proper-lockfile is loaded lazily.
+ * Cross-process mutual exclusion for one data root (SPEC §5).
  *
- * A compromised lock (our lock directory was removed or taken over while we held it) must never
- * surface as an uncaught exception from proper-lockfile's timer: we record it, and
- * {@link StoreLock.assertHeld} throws {@link LockedError} before the next durable step, so the
- * operation aborts cleanly and nothing half-done is committed.
+ * Why our own and not proper-lockfile: the lock is part of the exactly-once guarantee, and
+ * proper-lockfile (a) judges staleness by mtime only, so every SIGKILLed holder stalls all
+ * callers for the whole stale period, (b) has a known takeover race in which two contenders
+ * both remove the stale lock and both "win", and (c) removes its lock directory with `rmdir`,
+ * which rules out an owner record inside it. See ../../../shared/DEPENDENCIES.md.
+ *
+ * Protocol (all steps are single atomic file-system operations):
+ * - The lock is the directory `<file>.lock/` holding `owner.json`
+ *   `{pid, host, token, acquiredAt}`. To acquire, a contender builds `<file>.lock.<token>.tmp/`
+ *   with its owner record, then `rename`s it onto `<file>.lock`: rename onto an existing
+ *   non-empty directory fails, so exactly one contender wins and the owner record is never
+ *   missing.
+ * - Stale: the owner is on this host and its pid is gone (checked with signal 0), or its
+ *   `owner.json` was not refreshed for `staleMs` (another host, a reused pid, a frozen process).
+ * - Takeover: `rename` the stale lock to a unique tombstone (only one contender can move a given
+ *   directory), check the tombstone holds the owner judged stale (else put it back), delete it,
+ *   and compete for the lock again.
+ * - While held, a heartbeat (an unref'd timer, plus every {@link StoreLock.assertHeld}) touches
+ *   `owner.json`; `assertHeld` re-reads the owner token before each durable step, so a holder
+ *   whose lock was taken over aborts (LockedError) instead of writing as a second writer.
  */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { LockedError } from './errors.js';
 
 export interface StoreLock {
-  /** Throws LockedError when the lock was compromised since it was taken. */
+  /**
+   * Throws LockedError (with `compromised: true`) when this process no longer owns the lock
+   * (taken over or removed).
+   */
   assertHeld(): void;
+  /** Releases the lock if still ours; never throws. */
   release(): Promise<void>;
 }
 
 export interface LockOptions {
   /** Give up after this long, milliseconds (default 10 000). */
   timeoutMs?: number;
-  /** A lock not refreshed for this long is stale and taken over, milliseconds (default 5 000, min 2 000). */
+  /** An owner record not refreshed for this long is stale, milliseconds (default 10 000). */
   staleMs?: number;
 }
 
+interface OwnerRecord {
+  pid: number;
+  host: string;
+  token: string;
+  acquiredAt: number;
+}
+
+const OWNER = 'owner.json';
+
+function readOwner(dir: string): { owner: OwnerRecord; mtimeMs: number } | undefined {
+  try {
+    const file = path.join(dir, OWNER);
+    const owner = JSON.parse(fs.readFileSync(file, 'utf8')) as OwnerRecord;
+    return { owner, mtimeMs: fs.statSync(file).mtimeMs };
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` is a live process on this host (EPERM: alive, someone else's). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const removeTree = (dir: string) => fs.rmSync(dir, { recursive: true, force: true });
+
 /**
- * Takes the lock on `file` (the file itself need not exist). Throws LockedError naming the
- * lock path after `timeoutMs`; rethrows other errors (EACCES, EROFS…) unchanged.
+ * Takes the lock `<file>.lock` (the file itself need not exist). Throws LockedError naming the
+ * lock after `timeoutMs`; rethrows other file-system errors (EACCES, EROFS, ENOSPC…) unchanged.
  */
 export async function acquireLock(file: string, options: LockOptions = {}): Promise<StoreLock> {
-  const lockfile = (await import('proper-lockfile')).default;
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const staleMs = Math.max(2_000, options.staleMs ?? 5_000);
-  let compromised: Error | undefined;
+  const staleMs = options.staleMs ?? 10_000;
+  const lockDir = `${file}.lock`;
+  const token = randomBytes(8).toString('hex');
+  const host = os.hostname();
   const deadline = Date.now() + timeoutMs;
-  let wait = 2;
+  let wait = 1;
+
   for (;;) {
+    const tmp = `${lockDir}.${token}.tmp`;
+    fs.mkdirSync(tmp, { mode: 0o700 });
     try {
-      const release = await lockfile.lock(file, {
-        realpath: false,
-        stale: staleMs,
-        update: Math.floor(staleMs / 2),
-        retries: 0,
-        onCompromised: (error) => {
-          compromised = error;
-        },
-      });
-      return {
-        assertHeld() {
-          if (compromised) throw new LockedError(`Lost the store lock ${file}.lock while working: ${compromised.message}`, { cause: compromised });
-        },
-        async release() {
-          try {
-            await release();
-          } catch (error) {
-            // Already released or compromised: nothing of ours is left to clean.
-            if (!compromised) compromised = error as Error;
-          }
-        },
-      };
+      fs.writeFileSync(path.join(tmp, OWNER), JSON.stringify({ pid: process.pid, host, token, acquiredAt: Date.now() } satisfies OwnerRecord), { mode: 0o600 });
+      fs.renameSync(tmp, lockDir);
+      sweepLeftovers(lockDir);
+      return holdLock(lockDir, token, staleMs);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
-      if (Date.now() >= deadline) {
-        throw new LockedError(`Timed out after ${timeoutMs} ms waiting for the store lock ${file}.lock (another provider-bridge is working on this data root)`, { cause: error });
+      const code = (error as NodeJS.ErrnoException).code;
+      removeTree(tmp);
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+    }
+
+    const current = readOwner(lockDir);
+    if (current) {
+      const { owner, mtimeMs } = current;
+      const dead = owner.host === host && owner.pid !== process.pid && !pidAlive(owner.pid);
+      if (dead || Date.now() - mtimeMs > staleMs) {
+        takeOver(lockDir, owner.token, token);
+        continue; // compete again at once
       }
-      // Jittered backoff keeps 50 contenders from waking in lock-step.
-      await new Promise((resolve) => setTimeout(resolve, wait + Math.random() * wait));
-      wait = Math.min(wait * 2, 50);
+    }
+    if (Date.now() >= deadline) {
+      throw new LockedError(
+        `Timed out after ${timeoutMs} ms waiting for the store lock ${lockDir}${current ? ` (held by pid ${current.owner.pid} on ${current.owner.host})` : ''}; nothing from this call was written, try again`,
+      );
+    }
+    // Jittered backoff keeps many contenders from waking in lock-step.
+    await new Promise((resolve) => setTimeout(resolve, wait + Math.random() * wait));
+    wait = Math.min(wait * 2, 25);
+  }
+}
+
+/** Age after which a contender's temp, tombstone or released directory is debris, ms. */
+export const LEFTOVER_AGE_MS = 60_000;
+
+/**
+ * Removes `<lock>.<token>.tmp`, `.stale.<token>` and `.released.<token>` directories that a
+ * killed contender left behind (older than LEFTOVER_AGE_MS). Best effort, run by the new holder.
+ */
+function sweepLeftovers(lockDir: string): void {
+  const dir = path.dirname(lockDir);
+  const prefix = `${path.basename(lockDir)}.`;
+  try {
+    for (const name of fs.readdirSync(dir)) {
+      if (!name.startsWith(prefix)) continue;
+      const full = path.join(dir, name);
+      if (Date.now() - fs.statSync(full).mtimeMs > LEFTOVER_AGE_MS) removeTree(full);
+    }
+  } catch {
+    /* debris only */
+  }
+}
+
+/** Moves a stale lock away; restores it when it turned out not to be the stale owner's. */
+function takeOver(lockDir: string, staleToken: string, token: string): void {
+  const tomb = `${lockDir}.stale.${token}`;
+  try {
+    fs.renameSync(lockDir, tomb);
+  } catch {
+    return; // another contender moved it first
+  }
+  const moved = readOwner(tomb);
+  if (moved && moved.owner.token !== staleToken) {
+    // A live owner acquired between our check and our rename: give it back.
+    try {
+      fs.renameSync(tomb, lockDir);
+      return;
+    } catch {
+      /* someone acquired meanwhile; the displaced owner's assertHeld fails before it writes */
     }
   }
+  removeTree(tomb);
+}
+
+function holdLock(lockDir: string, token: string, staleMs: number): StoreLock {
+  const ownerFile = path.join(lockDir, OWNER);
+  let released = false;
+  let lastTouch = Date.now();
+  const touch = () => {
+    const now = new Date();
+    fs.utimesSync(ownerFile, now, now);
+    lastTouch = now.getTime();
+  };
+  const heartbeat = setInterval(() => {
+    try {
+      if (readOwner(lockDir)?.owner.token === token) touch();
+    } catch {
+      /* assertHeld reports it */
+    }
+  }, Math.max(250, Math.floor(staleMs / 3)));
+  heartbeat.unref();
+  return {
+    assertHeld() {
+      const current = readOwner(lockDir);
+      if (released || current?.owner.token !== token) {
+        throw Object.assign(new LockedError(`Lost the store lock ${lockDir} while working (it was taken over or removed); the operation stopped before its next write`), { compromised: true });
+      }
+      if (Date.now() - lastTouch > staleMs / 3) touch();
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(heartbeat);
+      try {
+        if (readOwner(lockDir)?.owner.token !== token) return;
+        // Rename first, so the lock never exists without its owner record.
+        const gone = `${lockDir}.released.${token}`;
+        fs.renameSync(lockDir, gone);
+        removeTree(gone);
+      } catch {
+        /* nothing of ours left to clean */
+      }
+    },
+  };
 }

@@ -81,6 +81,7 @@ export function withTempStore(t: ExecutionContext, config: FlowForgeConfigInput 
     configFile: undefined,
     fs: createNodeFsPort(),
     log: logs,
+    logFor: () => logs,
     git: () => Promise.reject(new Error('no git in this test')),
     sleep: async () => {},
     readStdin: async () => Buffer.alloc(0),
