@@ -39,7 +39,8 @@ function readSnapshot(s: TempStore, ts: number): unknown {
 }
 
 test('a health check writes health/health-<ms>.json in the exact format (0600 in a 0700 folder)', async (t) => {
-  const s = withTempStore(t, { batchSize: 2 });
+  // Flush time is real here: thresholds far away keep a loaded machine from adding an issue.
+  const s = withTempStore(t, { batchSize: 2, performance: { targetTime: 600_000, maxTime: 600_000 } });
   s.setFs(withDisk(50 * GiB, 100 * GiB));
   const now = s.clock.now();
   await aggregate.run({ entry: [JSON.stringify([rawEntry(1, now - 1000), rawEntry(2, now - 1000), rawEntry(3, now - 1000)])], source: [] }, s.ctx);
