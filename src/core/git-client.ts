@@ -199,6 +199,10 @@ export async function createGitClient(repoDir: string, env: NodeJS.ProcessEnv, o
   try {
     git = simpleGit({
       baseDir,
+      // simple-git 4 still treats git as finished 50 ms after its `exit` event by default, even
+      // when stdout has not been fully read: on a loaded machine that truncated `git log`
+      // (7 of 27 commits seen in a test run). Wait for `close`, when every byte has arrived.
+      completion: { onClose: true, onExit: false },
       allowEnvironment: GIT_LOCATION_ENV.filter((key) => key in gitEnv),
     }).env(gitEnv);
   } catch (error) {

@@ -13,11 +13,12 @@
  *   with its owner record, then `rename`s it onto `<file>.lock`: rename onto an existing
  *   non-empty directory fails, so exactly one contender wins and the owner record is never
  *   missing.
- * - Stale: the owner is on this host and its pid is gone (checked with signal 0), or its
- *   `owner.json` was not refreshed for `staleMs` (another host, a reused pid, a frozen process).
- * - Takeover: `rename` the stale lock to a unique tombstone (only one contender can move a given
- *   directory), check the tombstone holds the owner judged stale (else put it back), delete it,
- *   and compete for the lock again.
+ * - Stale: the owner is on this host and its pid is gone (checked with signal 0) — a live
+ *   holder on this host is never overtaken, however long a loaded machine stalls it — or its
+ *   `owner.json` was not refreshed for `staleMs` (another host) or `10 × staleMs` (a pid reused
+ *   by an unrelated process).
+ * - Takeover: under a second lock `<file>.lock.takeover/`, re-check that the lock still belongs
+ *   to the stale owner, rename it to a unique tombstone, delete it, and compete again.
  * - While held, a heartbeat (an unref'd timer, plus every {@link StoreLock.assertHeld}) touches
  *   `owner.json`; `assertHeld` re-reads the owner token before each durable step, so a holder
  *   whose lock was taken over aborts (LockedError) instead of writing as a second writer.
@@ -77,6 +78,39 @@ export function pidAlive(pid: number): boolean {
 const removeTree = (dir: string) => fs.rmSync(dir, { recursive: true, force: true });
 
 /**
+ * Creates directory `dir` holding `owner.json` atomically: the record is written into a private
+ * temp directory which is then renamed onto `dir`. Rename onto an existing non-empty directory
+ * fails, so exactly one of any number of callers succeeds. Returns false when `dir` exists.
+ */
+function createOwned(dir: string, record: OwnerRecord): boolean {
+  const tmp = `${dir}.${record.token}.tmp`;
+  fs.mkdirSync(tmp, { mode: 0o700 });
+  try {
+    fs.writeFileSync(path.join(tmp, OWNER), JSON.stringify(record), { mode: 0o600 });
+    fs.renameSync(tmp, dir);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    removeTree(tmp);
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+/**
+ * Whether an owner record is stale: on this host, only when its process is gone (a live holder
+ * is never overtaken, however slow a loaded machine makes it), or when it was not refreshed for
+ * `10 × staleMs` (a pid reused by an unrelated process); on another host, when it was not
+ * refreshed for `staleMs`.
+ */
+function isStale(owner: OwnerRecord, mtimeMs: number, host: string, staleMs: number): boolean {
+  const age = Date.now() - mtimeMs;
+  if (owner.host !== host) return age > staleMs;
+  if (owner.pid === process.pid) return false;
+  return !pidAlive(owner.pid) || age > 10 * staleMs;
+}
+
+/**
  * Takes the lock `<file>.lock` (the file itself need not exist). Throws LockedError naming the
  * lock after `timeoutMs`; rethrows other file-system errors (EACCES, EROFS, ENOSPC…) unchanged.
  */
@@ -90,27 +124,14 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
   let wait = 1;
 
   for (;;) {
-    const tmp = `${lockDir}.${token}.tmp`;
-    fs.mkdirSync(tmp, { mode: 0o700 });
-    try {
-      fs.writeFileSync(path.join(tmp, OWNER), JSON.stringify({ pid: process.pid, host, token, acquiredAt: Date.now() } satisfies OwnerRecord), { mode: 0o600 });
-      fs.renameSync(tmp, lockDir);
+    if (createOwned(lockDir, { pid: process.pid, host, token, acquiredAt: Date.now() })) {
       sweepLeftovers(lockDir);
       return holdLock(lockDir, token, staleMs);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      removeTree(tmp);
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
     }
-
     const current = readOwner(lockDir);
-    if (current) {
-      const { owner, mtimeMs } = current;
-      const dead = owner.host === host && owner.pid !== process.pid && !pidAlive(owner.pid);
-      if (dead || Date.now() - mtimeMs > staleMs) {
-        takeOver(lockDir, owner.token, token);
-        continue; // compete again at once
-      }
+    if (current && isStale(current.owner, current.mtimeMs, host, staleMs)) {
+      takeOver(lockDir, current.owner.token, { pid: process.pid, host, token, acquiredAt: Date.now() }, staleMs);
+      continue; // compete again at once
     }
     if (Date.now() >= deadline) {
       throw new LockedError(
@@ -144,22 +165,43 @@ function sweepLeftovers(lockDir: string): void {
   }
 }
 
-/** Moves a stale lock away; restores it when it turned out not to be the stale owner's. */
-function takeOver(lockDir: string, staleToken: string, token: string): void {
-  const tomb = `${lockDir}.stale.${token}`;
+/**
+ * Removes a stale lock, serialised by a second lock, `<lock>.takeover/`: only its holder may
+ * remove the main lock, and only after re-reading that it still belongs to the stale owner
+ * judged by the caller. Without it, two contenders that both judged the same owner stale could
+ * each remove "the lock" by path — the second removing a fresh owner's lock. A takeover lock
+ * whose holder died is itself removed (by rename to a tombstone, then checked).
+ */
+function takeOver(lockDir: string, staleToken: string, self: OwnerRecord, staleMs: number): void {
+  const mutex = `${lockDir}.takeover`;
+  if (!createOwned(mutex, self)) {
+    const holder = readOwner(mutex);
+    if (holder && isStale(holder.owner, holder.mtimeMs, self.host, staleMs)) removeIfOwnedBy(mutex, holder.owner.token, self.token);
+    return;
+  }
   try {
-    fs.renameSync(lockDir, tomb);
+    const current = readOwner(lockDir);
+    if (current?.owner.token === staleToken) removeIfOwnedBy(lockDir, staleToken, self.token);
+  } finally {
+    removeIfOwnedBy(mutex, self.token, self.token);
+  }
+}
+
+/** Renames `dir` to a tombstone and deletes it if it held `ownerToken`'s record; else puts it back. */
+function removeIfOwnedBy(dir: string, ownerToken: string, token: string): void {
+  const tomb = `${dir}.stale.${token}`;
+  try {
+    fs.renameSync(dir, tomb);
   } catch {
-    return; // another contender moved it first
+    return; // gone already
   }
   const moved = readOwner(tomb);
-  if (moved && moved.owner.token !== staleToken) {
-    // A live owner acquired between our check and our rename: give it back.
+  if (moved && moved.owner.token !== ownerToken) {
     try {
-      fs.renameSync(tomb, lockDir);
+      fs.renameSync(tomb, dir);
       return;
     } catch {
-      /* someone acquired meanwhile; the displaced owner's assertHeld fails before it writes */
+      /* replaced meanwhile: the displaced owner's assertHeld fails before it writes */
     }
   }
   removeTree(tomb);

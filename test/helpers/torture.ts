@@ -38,6 +38,8 @@ export interface TortureReport {
   lost: string[];
   /** Ids stored in more than one place. Must be 0. */
   duplicated: string[];
+  /** For each duplicated id, the files holding it (relative to the data root). */
+  duplicatedWhere: Record<string, string[]>;
   stored: number;
   batches: number;
   failedBatches: number;
@@ -72,13 +74,17 @@ function cleanEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 /** Every entry id in batch files, failed and abandoned batches, with how many times it is there. */
-export function storedIds(dataRoot: string): { counts: Map<string, number>; batches: number; failed: number } {
+export function storedIds(dataRoot: string): { counts: Map<string, number>; where: Map<string, string[]>; batches: number; failed: number } {
   const counts = new Map<string, number>();
+  const where = new Map<string, string[]>();
   let batches = 0;
   let failed = 0;
   const add = (file: string) => {
     const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { entries: Array<{ entryId: string }> };
-    for (const e of doc.entries) counts.set(e.entryId, (counts.get(e.entryId) ?? 0) + 1);
+    for (const e of doc.entries) {
+      counts.set(e.entryId, (counts.get(e.entryId) ?? 0) + 1);
+      where.set(e.entryId, [...(where.get(e.entryId) ?? []), path.relative(dataRoot, file)]);
+    }
   };
   const agg = path.join(dataRoot, 'aggregated');
   for (const n of fs.existsSync(agg) ? fs.readdirSync(agg) : []) {
@@ -98,7 +104,7 @@ export function storedIds(dataRoot: string): { counts: Map<string, number>; batc
       }
     }
   }
-  return { counts, batches, failed };
+  return { counts, where, batches, failed };
 }
 
 export async function runTorture(options: TortureOptions): Promise<TortureReport> {
@@ -165,7 +171,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
   } catch {
     /* reported as -1 */
   }
-  const { counts, batches, failed } = storedIds(path.join(dir, '.flowforge'));
+  const { counts, where, batches, failed } = storedIds(path.join(dir, '.flowforge'));
   const lost = [...acknowledged].filter((id) => !counts.has(id));
   const duplicated = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
   return {
@@ -177,6 +183,7 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     acknowledged: acknowledged.size,
     lost,
     duplicated,
+    duplicatedWhere: Object.fromEntries(duplicated.map((id) => [id, where.get(id) ?? []])),
     stored: counts.size,
     batches,
     failedBatches: failed,

@@ -17,6 +17,12 @@ test('50 concurrent processes killed at random instants: every acknowledged entr
   fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ batchSize: 5, maxAge: 200 }));
   const report = await runTorture({ dir, concurrency: 50, durationMs: 20_000, killProbability: 0.3, crashProbability: 0.02, maxKillDelayMs: 400 });
   t.log(JSON.stringify({ ...report, lost: report.lost.length, duplicated: report.duplicated.length }));
+  if (report.lost.length > 0 || report.duplicated.length > 0) {
+    // Keep the evidence: the data root is copied out before the temp folder is removed.
+    const keep = fs.mkdtempSync(path.join(path.dirname(dir), 'ff-torture-failure-'));
+    fs.cpSync(path.join(dir, '.flowforge'), keep, { recursive: true });
+    t.log(`data root kept at ${keep}`);
+  }
   t.true(report.processes >= 50);
   t.true(report.killed > 0, 'some processes were killed');
   t.true(report.acknowledged > 0, 'some entries were acknowledged');
