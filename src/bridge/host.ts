@@ -185,8 +185,11 @@ function report(error: unknown, action: string, out: Output, io: HostIo, logger:
 async function createContext(io: HostIo, values: Record<string, unknown>, handler: AnyHandler): Promise<HandlerContext> {
   const now = io.now ?? Date.now;
   let fsPort = createNodeFsPort();
-  const crashProbability = Number(io.env.FLOWFORGE_CRASH_PROBABILITY);
-  if (crashProbability > 0) fsPort = (await import('../core/crash-injection.js')).withCrashInjection(fsPort, crashProbability);
+  const crashProbability = Number(io.env.FLOWFORGE_CRASH_PROBABILITY ?? 0);
+  const faultProbability = Number(io.env.FLOWFORGE_FAULT_PROBABILITY ?? 0);
+  if (crashProbability > 0 || faultProbability > 0) {
+    fsPort = (await import('../core/crash-injection.js')).withCrashInjection(fsPort, crashProbability, Math.random, faultProbability);
+  }
   const { findProjectRoot, resolveDataRoot, resolveConfigCacheDir } = await import('../config/paths.js');
   const { projectRoot } = findProjectRoot(io.cwd, io.env);
   const dataPathFlag = values['data-path'] as string | undefined;

@@ -22,6 +22,8 @@ export interface TortureOptions {
   killProbability: number;
   /** Per durable step chance that a process kills itself there. */
   crashProbability: number;
+  /** Per durable step chance of an injected EIO (drives retries, parked batches, recovery). */
+  faultProbability: number;
   /** Largest delay before a harness kill, ms. */
   maxKillDelayMs: number;
 }
@@ -44,6 +46,9 @@ export interface TortureReport {
   batches: number;
   failedBatches: number;
   finalPending: number;
+  /** From the logs: batches parked after failed writes, and recovered by recovery passes. */
+  parkedBatches: number;
+  recoveredBatches: number;
   wallMs: number;
 }
 
@@ -133,7 +138,10 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
       else if (roll < 0.92) args = ['aggregate-recover'];
       else args = ['aggregate-status'];
       const harnessKill = Math.random() < options.killProbability;
-      const env = cleanEnv(Math.random() < 0.5 ? { FLOWFORGE_CRASH_PROBABILITY: String(options.crashProbability) } : {});
+      const env = cleanEnv({
+        ...(Math.random() < 0.5 ? { FLOWFORGE_CRASH_PROBABILITY: String(options.crashProbability) } : {}),
+        ...(Math.random() < 0.3 ? { FLOWFORGE_FAULT_PROBABILITY: String(options.faultProbability) } : {}),
+      });
       processes++;
       if (harnessKill) killedByHarness++;
       jobs.push(
@@ -172,6 +180,12 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     /* reported as -1 */
   }
   const { counts, where, batches, failed } = storedIds(path.join(dir, '.flowforge'));
+  // Counted from the logs: metrics.json undercounts here, since killed processes never save it.
+  const countLines = (file: string, msg: string) =>
+    fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes(`"msg":"${msg}"`)).length : 0;
+  const logs = path.join(dir, '.flowforge/logs');
+  const parkedBatches = countLines(path.join(logs, 'aggregation.log'), 'flush failed; batch parked for recovery');
+  const recoveredBatches = countLines(path.join(logs, 'recovery.log'), 'recovered a failed batch');
   const lost = [...acknowledged].filter((id) => !counts.has(id));
   const duplicated = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
   return {
@@ -188,6 +202,8 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
     batches,
     failedBatches: failed,
     finalPending,
+    parkedBatches,
+    recoveredBatches,
     wallMs: Date.now() - started,
   };
 }

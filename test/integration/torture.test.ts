@@ -15,7 +15,7 @@ test('50 concurrent processes killed at random instants: every acknowledged entr
   const dir = tempDir(t, 'ff-torture-');
   fs.mkdirSync(path.join(dir, '.git'));
   fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ batchSize: 5, maxAge: 200 }));
-  const report = await runTorture({ dir, concurrency: 50, durationMs: 20_000, killProbability: 0.3, crashProbability: 0.02, maxKillDelayMs: 400 });
+  const report = await runTorture({ dir, concurrency: 50, durationMs: 20_000, killProbability: 0.3, crashProbability: 0.02, faultProbability: 0.5, maxKillDelayMs: 400 });
   t.log(JSON.stringify({ ...report, lost: report.lost.length, duplicated: report.duplicated.length }));
   if (report.lost.length > 0 || report.duplicated.length > 0) {
     // Keep the evidence: the data root is copied out before the temp folder is removed.

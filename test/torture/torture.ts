@@ -22,7 +22,7 @@ const report = await runTorture({
   concurrency: Number(values.concurrency),
   durationMs: Number(values.minutes) * 60_000,
   killProbability: 0.3,
-  crashProbability: 0.02,
+  crashProbability: 0.02, faultProbability: 0.5,
   maxKillDelayMs: 400,
 });
 console.log(JSON.stringify({ dataRoot: path.join(dir, '.flowforge'), ...report, lost: report.lost.length, duplicated: report.duplicated.length, lostIds: report.lost.slice(0, 20), duplicatedIds: report.duplicated.slice(0, 20) }, null, 2));
