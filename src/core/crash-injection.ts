@@ -9,7 +9,7 @@
  */
 import type { FsPort } from './fs-port.js';
 
-const MUTATING: ReadonlySet<keyof FsPort> = new Set(['writeAll', 'fsync', 'truncate', 'writeFileDurable', 'createExclusive', 'renameDurable', 'removeDurable', 'fsyncDir', 'mkdirp']);
+const MUTATING: ReadonlySet<keyof FsPort> = new Set(['writeAll', 'fsync', 'writeFileDurable', 'renameDurable', 'removeDurable', 'fsyncDir', 'mkdirp']);
 
 /**
  * Wraps `port`: each mutating call SIGKILLs the process (before, half way, after) with

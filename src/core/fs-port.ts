@@ -1,12 +1,17 @@
 /**
- * The file-system port: the only module that touches `node:fs`. Handlers, the journal and the
- * batch store receive an {@link FsPort} through the context, so tests can inject faults
- * (ENOSPC, EIO, a failing rename…) at any step. All calls are synchronous: every invocation is a
- * short-lived process doing a handful of small writes, where sync I/O is the fastest path.
+ * The file-system port: the only module that touches `node:fs` for the store. Handlers, the
+ * journal and the batch store receive an {@link FsPort} through the context, so tests can
+ * inject faults (ENOSPC, EIO, a failing rename…) at any step, or run the whole store on a
+ * simulated disk that loses everything not made durable (test/helpers/power-loss-fs.ts).
  *
- * Durability rules (SPEC §5): a file is durable after `fsync` of its descriptor; a create or
- * rename is durable after `fsyncDir` of its parent directory. Directories are created 0700 and
- * files 0600 (SPEC §2).
+ * The port is built in two layers. {@link FsPrimitives} are single file-system operations
+ * with no durability of their own; {@link withDurability} composes them into the durable
+ * operations the store uses, in one place, for the real disk and for the simulated one alike:
+ * - a file's bytes are durable after `fsync` of its descriptor;
+ * - a create, rename or unlink is durable after an fsync of the directory holding the name
+ *   (both directories for a rename), and a new directory after an fsync of its parent.
+ * Directories are created 0700 and files 0600 (SPEC §2). All calls are synchronous: every
+ * invocation is a short-lived process doing a handful of small writes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,62 +20,95 @@ import writeFileAtomic from 'write-file-atomic';
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 
-/** Synchronous file operations used by the store. Errors are Node's `ErrnoException`s, unchanged. */
-export interface FsPort {
+/** Single operations; errors are Node's `ErrnoException`s, unchanged. */
+export interface FsPrimitives {
   /** Whole file as a Buffer; throws ENOENT when missing. */
   readFile(file: string): Buffer;
-  /** `mkdir -p` with mode 0700; returns nothing, succeeds when it exists. */
-  mkdirp(dir: string): void;
   /** Names in a directory (not paths); [] when the directory is missing. */
   readdir(dir: string): string[];
   /** `stat`, or undefined when the path does not exist. */
   stat(file: string): fs.Stats | undefined;
-  /** Opens for appending (created 0600); returns a descriptor. */
-  openAppend(file: string): number;
-  /** Writes the whole buffer at the descriptor's position (loops over short writes). */
-  writeAll(fd: number, data: Buffer): void;
-  /** fdatasync: the file's data is durable when it returns. */
-  fsync(fd: number): void;
-  close(fd: number): void;
-  /** Truncates a file to `length` bytes and fsyncs it. */
-  truncate(file: string, length: number): void;
-  /**
-   * Writes a whole file atomically and durably: write-file-atomic (temp file, fsync, rename),
-   * then an fsync of the parent directory so the rename itself survives a power loss.
-   */
-  writeFileDurable(file: string, data: string | Buffer): void;
-  /** Writes a new file with `wx` (fails with EEXIST), fsyncs it and its directory. */
-  createExclusive(file: string, data: string | Buffer): void;
-  /** rename + fsync of both parent directories. */
-  renameDurable(from: string, to: string): void;
-  /** unlink (ignores ENOENT) + fsync of the parent directory. */
-  removeDurable(file: string): void;
-  /** fsync of a directory, making creates/renames/unlinks in it durable. */
-  fsyncDir(dir: string): void;
   /**
    * `statfs` of the file system holding `dir` (Node's `fs.statfsSync`): block size `bsize` in
    * bytes, `blocks` total, `bavail` free for unprivileged users. Used by the health check
    * (disk space of the data root). Throws the errno error (ENOENT when `dir` is missing).
    */
   statfs(dir: string): fs.StatsFs;
+  /** Creates one directory (mode 0700); throws EEXIST when it exists, ENOENT without a parent. */
+  mkdir(dir: string): void;
+  /** Opens for appending (created 0600 when missing); returns a descriptor. */
+  openAppend(file: string): number;
+  /** Writes the whole buffer at the descriptor's position (loops over short writes). */
+  writeAll(fd: number, data: Buffer): void;
+  /** fdatasync: the file's bytes are durable when it returns (not its name). */
+  fsync(fd: number): void;
+  close(fd: number): void;
+  /**
+   * Replaces `file` with `data` atomically with write-file-atomic: a temp file beside it,
+   * written, fsynced, then renamed over `file`. The rename itself is not yet durable.
+   */
+  atomicReplace(file: string, data: string | Buffer): void;
+  rename(from: string, to: string): void;
+  /** unlink; ENOENT propagates. */
+  unlink(file: string): void;
+  /** fsync of a directory: creates, renames and unlinks in it become durable. */
+  fsyncDir(dir: string): void;
 }
 
-function fsyncDirReal(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+/** What the store uses: the primitives plus the durable compositions. */
+export interface FsPort extends FsPrimitives {
+  /** `mkdir -p` (0700) that fsyncs the parent of every directory it creates. */
+  mkdirp(dir: string): void;
+  /** atomicReplace + fsync of the directory: the new content is durable under its name. */
+  writeFileDurable(file: string, data: string | Buffer): void;
+  /** rename + fsync of both directories. */
+  renameDurable(from: string, to: string): void;
+  /** unlink (ENOENT ignored) + fsync of the directory. */
+  removeDurable(file: string): void;
 }
 
-/** The real port over `node:fs` and write-file-atomic. */
-export function createNodeFsPort(): FsPort {
+/** Composes the durable operations over `p` (see the module comment for the rules). */
+export function withDurability(p: FsPrimitives): FsPort {
+  const mkdirp = (dir: string): void => {
+    if (p.stat(dir)) return;
+    const parent = path.dirname(dir);
+    if (parent !== dir) mkdirp(parent);
+    try {
+      p.mkdir(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+      throw error;
+    }
+    p.fsyncDir(parent);
+  };
+  return {
+    ...p,
+    mkdirp,
+    writeFileDurable(file, data) {
+      p.atomicReplace(file, data);
+      p.fsyncDir(path.dirname(file));
+    },
+    renameDurable(from, to) {
+      p.rename(from, to);
+      p.fsyncDir(path.dirname(to));
+      if (path.dirname(from) !== path.dirname(to)) p.fsyncDir(path.dirname(from));
+    },
+    removeDurable(file) {
+      try {
+        p.unlink(file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw error;
+      }
+      p.fsyncDir(path.dirname(file));
+    },
+  };
+}
+
+/** The real primitives over `node:fs` and write-file-atomic. */
+export function createNodePrimitives(): FsPrimitives {
   return {
     readFile: (file) => fs.readFileSync(file),
-    mkdirp: (dir) => {
-      fs.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
-    },
     readdir: (dir) => {
       try {
         return fs.readdirSync(dir);
@@ -79,14 +117,9 @@ export function createNodeFsPort(): FsPort {
         throw error;
       }
     },
-    stat: (file) => {
-      try {
-        return fs.statSync(file);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw error;
-      }
-    },
+    stat: (file) => fs.statSync(file, { throwIfNoEntry: false }),
+    statfs: (dir) => fs.statfsSync(dir),
+    mkdir: (dir) => fs.mkdirSync(dir, { mode: DIR_MODE }),
     openAppend: (file) => fs.openSync(file, 'a', FILE_MODE),
     writeAll: (fd, data) => {
       let offset = 0;
@@ -94,46 +127,21 @@ export function createNodeFsPort(): FsPort {
     },
     fsync: (fd) => fs.fdatasyncSync(fd),
     close: (fd) => fs.closeSync(fd),
-    truncate: (file, length) => {
-      const fd = fs.openSync(file, 'r+');
+    atomicReplace: (file, data) => writeFileAtomic.sync(file, data, { mode: FILE_MODE, fsync: true }),
+    rename: (from, to) => fs.renameSync(from, to),
+    unlink: (file) => fs.unlinkSync(file),
+    fsyncDir: (dir) => {
+      const fd = fs.openSync(dir, 'r');
       try {
-        fs.ftruncateSync(fd, length);
         fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
       }
     },
-    writeFileDurable: (file, data) => {
-      writeFileAtomic.sync(file, data, { mode: FILE_MODE, fsync: true });
-      fsyncDirReal(path.dirname(file));
-    },
-    createExclusive: (file, data) => {
-      const fd = fs.openSync(file, 'wx', FILE_MODE);
-      try {
-        const buf = typeof data === 'string' ? Buffer.from(data) : data;
-        let offset = 0;
-        while (offset < buf.length) offset += fs.writeSync(fd, buf, offset, buf.length - offset);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fsyncDirReal(path.dirname(file));
-    },
-    renameDurable: (from, to) => {
-      fs.renameSync(from, to);
-      fsyncDirReal(path.dirname(to));
-      if (path.dirname(from) !== path.dirname(to)) fsyncDirReal(path.dirname(from));
-    },
-    removeDurable: (file) => {
-      try {
-        fs.unlinkSync(file);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-        return;
-      }
-      fsyncDirReal(path.dirname(file));
-    },
-    fsyncDir: fsyncDirReal,
-    statfs: (dir) => fs.statfsSync(dir),
   };
+}
+
+/** The real port: node:fs primitives with the durable compositions. */
+export function createNodeFsPort(): FsPort {
+  return withDurability(createNodePrimitives());
 }

@@ -14,7 +14,7 @@ import { createNodeFsPort, type FsPort } from '../../src/core/fs-port.js';
 import { storedIds } from '../helpers/torture.js';
 import { createFaultyFsPort, rawEntry, withTempStore } from '../helpers/store.js';
 
-const MUTATING = new Set<keyof FsPort>(['writeAll', 'fsync', 'truncate', 'writeFileDurable', 'createExclusive', 'renameDurable', 'removeDurable', 'fsyncDir', 'mkdirp']);
+const MUTATING = new Set<keyof FsPort>(['writeAll', 'fsync', 'writeFileDurable', 'renameDurable', 'removeDurable', 'fsyncDir', 'mkdirp']);
 type Fault = 'ENOSPC' | 'EIO' | 'EACCES' | 'short-write' | 'rename';
 
 /** A port whose k-th mutating call fails with `fault` (a short write writes half, then EIO). */
