@@ -31,6 +31,16 @@ export const FLUSH_BACKOFF_MS = 25;
 /** Compact the journal once this many committed entries are still listed in it. */
 export const COMPACT_AFTER_ENTRIES = 256;
 
+/**
+ * Internal tuning, module state in one place (STYLE §8): tests lower `compactAfterEntries` to
+ * reach a compaction within a few entries, and call {@link resetStoreTuning} afterwards.
+ */
+export const storeTuning = { compactAfterEntries: COMPACT_AFTER_ENTRIES };
+
+export function resetStoreTuning(): void {
+  storeTuning.compactAfterEntries = COMPACT_AFTER_ENTRIES;
+}
+
 export interface FlushOutcome {
   flushed: FlushedBatch[];
   /** Batches that went to recovery/ after every attempt failed. */
@@ -118,7 +128,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
     store.resumed = resolveOpenIntent(ctx, store, heldLock);
     try {
       const result = await fn(store);
-      if (journal.committed.length >= COMPACT_AFTER_ENTRIES) {
+      if (journal.committed.length >= storeTuning.compactAfterEntries) {
         heldLock.assertHeld();
         index.add(journal.committed);
         journal.compact();
