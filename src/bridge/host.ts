@@ -157,7 +157,24 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
     }
     return 0;
   } catch (error) {
+    if (out.hook && !logger) logger = await fallbackLogger(io);
     return report(error, action ?? '', out, io, logger);
+  }
+}
+
+/**
+ * A logger for a hook call that failed before its context existed (bad config, a broken
+ * install): `<project root>/.flowforge/logs/aggregation.log`, or FLOWFORGE_DATA_PATH's, so the
+ * problem is still written down somewhere a person looks. Undefined when even that fails.
+ */
+async function fallbackLogger(io: HostIo): Promise<Logger | undefined> {
+  try {
+    const { findProjectRoot, resolveDataRoot } = await import('../config/paths.js');
+    const { projectRoot } = findProjectRoot(io.cwd, io.env);
+    const dataRoot = resolveDataRoot({ cwd: io.cwd, env: io.env, projectRoot });
+    return createFileLogger(path.join(dataRoot, 'logs'), 'aggregation', io.now ?? Date.now);
+  } catch {
+    return undefined;
   }
 }
 

@@ -123,3 +123,16 @@ test('a bad config is an error naming the key, never a silent fallback', (t) => 
   const paths = r.json.error.details.map((d: { path: string }) => d.path).sort();
   t.deepEqual(paths, ['batchSize', 'recovery.retryLimit']);
 });
+
+test('--hook never fails or prints: a bad config is written to the aggregation log instead', (t) => {
+  const dir = project(t);
+  fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ batchSize: 0 }));
+  const r = runCli(['aggregate', `--entry=${JSON.stringify(entry(1))}`, '--hook'], { cwd: dir });
+  t.is(r.code, 0);
+  t.is(r.stdout, '');
+  t.is(r.stderr, '');
+  const lines = fs.readFileSync(path.join(dir, '.flowforge/logs/aggregation.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.is(lines.length, 1);
+  t.like(lines[0], { level: 'error', msg: 'hook invocation failed', action: 'aggregate', code: 'E_CONFIG' });
+  t.false(fs.existsSync(path.join(dir, '.flowforge/aggregated')), 'nothing was accepted');
+});
