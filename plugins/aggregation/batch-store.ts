@@ -44,7 +44,8 @@ export function readBatchFile(fsPort: FsPort, file: string): { batch: BatchFile 
   }
   let doc: unknown;
   try {
-    doc = JSON.parse(raw.toString('utf8'));
+    // A UTF-8 byte-order mark (an editor's touch) does not make a batch unreadable.
+    doc = JSON.parse(raw.toString('utf8').replace(/^\uFEFF/, ''));
   } catch {
     return { problem: 'not-json' };
   }

@@ -161,7 +161,12 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
     });
   };
 
-  const text = raw.toString('utf8');
+  let text = raw.toString('utf8');
+  if (text.startsWith('\uFEFF')) {
+    // A byte-order mark is not a record: set it aside like any other stray bytes.
+    badChunks.push('\uFEFF');
+    text = text.slice(1);
+  }
   let start = 0;
   while (start < text.length) {
     const nl = text.indexOf('\n', start);

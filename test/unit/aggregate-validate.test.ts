@@ -24,7 +24,7 @@ const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 
 /** Runs validate, expects a CorruptError (exit 1) and returns its details. */
 async function problems(t: import('ava').ExecutionContext, s: TempStore): Promise<ErrorDetail[]> {
-  const error = await t.throwsAsync(aggregateValidate.run({}, s.ctx), { instanceOf: CorruptError });
+  const error = await t.throwsAsync(aggregateValidate.run({ repair: false }, s.ctx), { instanceOf: CorruptError });
   t.is(error!.code, 'E_CORRUPT');
   t.is(error!.exitCode, 1);
   return error!.details;
@@ -35,13 +35,13 @@ test('a clean store validates ok with its exact counts', async (t) => {
   const names = await storeWithTwoBatches(s);
   t.is(names.length, 2);
   await aggregate.run({ entry: [JSON.stringify([rawEntry(5, s.clock.now() - 1000)])], source: [] }, s.ctx);
-  const r = await aggregateValidate.run({}, s.ctx);
+  const r = await aggregateValidate.run({ repair: false }, s.ctx);
   t.deepEqual(r, { ok: true, batches: 2, entries: 4, failed: 0, abandoned: 0, pending: 1, problems: [] });
 });
 
 test('an empty store validates ok', async (t) => {
   const s = withTempStore(t);
-  t.deepEqual(await aggregateValidate.run({}, s.ctx), { ok: true, batches: 0, entries: 0, failed: 0, abandoned: 0, pending: 0, problems: [] });
+  t.deepEqual(await aggregateValidate.run({ repair: false }, s.ctx), { ok: true, batches: 0, entries: 0, failed: 0, abandoned: 0, pending: 0, problems: [] });
 });
 
 test('a corrupted checksum is reported with the batch file path', async (t) => {

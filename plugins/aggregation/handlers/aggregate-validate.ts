@@ -22,7 +22,7 @@ import * as v from 'valibot';
 import type { HandlerContext } from '../../../src/core/context.js';
 import { CorruptError } from '../../../src/core/errors.js';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
-import { withStore, type OpenStore } from '../aggregator.js';
+import { quarantineFile, withStore, type OpenStore } from '../aggregator.js';
 import { readBatchFile, type BatchProblem } from '../batch-store.js';
 import { BATCH_ID_PATTERN } from '../layout.js';
 import { TEMP_FILE_PATTERN, tempFileDirs } from '../store-files.js';
@@ -65,7 +65,7 @@ const SUFFIX: Record<Kind, string> = { batch: '.json', failed: '.failed.json', a
  * resolved an interrupted flush). Pure apart from reads through ctx.fs; never throws for a bad
  * file (it becomes a problem), only for a folder that cannot be listed.
  */
-export function validateStore(ctx: HandlerContext, store: OpenStore): AggregateValidateResult {
+export function validateStore(ctx: HandlerContext, store: OpenStore, options: { repair?: boolean } = {}): AggregateValidateResult {
   const { layout } = store;
   const problems: ValidateProblem[] = [];
   const rel = (file: string) => path.relative(ctx.dataRoot, file);
@@ -78,9 +78,18 @@ export function validateStore(ctx: HandlerContext, store: OpenStore): AggregateV
   const check = (kind: Kind, dir: string, name: string) => {
     const file = path.join(dir, name);
     const where = rel(file);
+    // With --repair, an unusable file is moved to recovery/errors/ (never deleted), where
+    // health and status count it and a person can look at it.
+    const bad = (message: string) => {
+      if (options.repair) {
+        const moved = quarantineFile(ctx, layout, file);
+        message += `; moved to ${rel(moved)}`;
+      }
+      problems.push({ path: where, message });
+    };
     const st = ctx.fs.stat(file);
     if (st && st.isFile() && st.size === 0) {
-      problems.push({ path: where, message: 'empty file (0 bytes)' });
+      bad('empty file (0 bytes)');
       return;
     }
     let read: ReturnType<typeof readBatchFile>;
@@ -92,7 +101,8 @@ export function validateStore(ctx: HandlerContext, store: OpenStore): AggregateV
     }
     if (!read) return; // removed meanwhile
     if ('problem' in read) {
-      problems.push({ path: where, message: PROBLEM_TEXT[read.problem] });
+      if (read.problem === 'newer-version') problems.push({ path: where, message: PROBLEM_TEXT[read.problem] });
+      else bad(PROBLEM_TEXT[read.problem]);
       return;
     }
     const batch: BatchFile = read.batch;
@@ -148,8 +158,9 @@ export function validateStore(ctx: HandlerContext, store: OpenStore): AggregateV
     const where = store.quarantine.file ? rel(path.join(layout.errors, store.quarantine.file)) : rel(layout.errors);
     problems.push({ path: where, message: `${store.quarantine.badRecords} bad journal record(s) (${store.quarantine.badBytes} bytes) were quarantined now` });
   }
+  const movedNow = new Set(problems.map((p) => /; moved to (.+)$/.exec(p.message)?.[1]).filter(Boolean));
   for (const name of ctx.fs.readdir(layout.errors).sort()) {
-    if (name === store.quarantine.file) continue;
+    if (name === store.quarantine.file || movedNow.has(rel(path.join(layout.errors, name)))) continue;
     problems.push({ path: rel(path.join(layout.errors, name)), message: 'quarantined file: inspect it, then move it out of the store' });
   }
   for (const dir of tempFileDirs(layout)) {
@@ -162,27 +173,29 @@ export function validateStore(ctx: HandlerContext, store: OpenStore): AggregateV
   return result;
 }
 
-const AggregateValidateInput = v.object({});
+const AggregateValidateInput = v.object({ repair: v.optional(v.boolean(), false) });
 
 /** The `aggregate-validate` action. Throws CorruptError (exit 1) listing every problem, IoError (exit 1) when the store cannot be opened. */
 export const aggregateValidate: HandlerDefinition<typeof AggregateValidateInput, AggregateValidateResult> = {
   name: 'aggregate-validate',
   summary: 'check every batch file, recovery file and the journal; exit 1 listing each problem',
-  help: `Usage: provider-bridge aggregate-validate
+  help: `Usage: provider-bridge aggregate-validate [--repair]
 
 Reads every batch file in aggregated/ and every failed and abandoned batch in recovery/ and
 checks: it parses, its checksum and entryCount match its entries, its name matches its
 batchId, no entryId is stored twice (across batches, recovery files and the journal), every
 stored entry is known to the duplicate index. Also reports journal records quarantined by
 this check, files already in recovery/errors/, and leftover temp files.
+With --repair, a batch, failed or abandoned file that cannot be used (empty, not JSON,
+wrong checksum…) is moved to recovery/errors/ — never deleted — and reported as moved.
 Exit 0 when clean; exit 1 (E_CORRUPT) with one detail per problem, paths relative to the
 data root.`,
-  options: {},
+  options: { repair: { type: 'boolean' } },
   input: AggregateValidateInput,
-  async run(_input, ctx) {
+  async run(input, ctx) {
     const result = await withStore(ctx, async (store) => {
       await store.flush();
-      return validateStore(ctx, store);
+      return validateStore(ctx, store, { repair: input.repair });
     });
     if (!result.ok) {
       throw new CorruptError(
