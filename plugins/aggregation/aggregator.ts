@@ -12,7 +12,7 @@
  * looking for each named file, so every entry ends in exactly one place.
  */
 import type { HandlerContext } from '../../src/core/context.js';
-import { IoError } from '../../src/core/errors.js';
+import { IoError, RateLimitError } from '../../src/core/errors.js';
 import { acquireLock, type StoreLock } from '../../src/core/lock.js';
 import { makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
 import { planFlush } from './flush-policy.js';
@@ -115,6 +115,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
   const layout = storeLayout(ctx.dataRoot);
   let lock: StoreLock | undefined;
   try {
+    assertOwnDataRoot(ctx);
     ctx.fs.mkdirp(layout.journal);
     lock = await acquireLock(layout.lockTarget);
     const { journal, quarantine } = openJournal(layout.journal, layout.errors, ctx.fs, ctx.now);
@@ -147,6 +148,57 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
   } finally {
     await lock?.release();
   }
+}
+
+/**
+ * Refuses a data root that belongs to someone else: a symlink whose target, or an existing
+ * folder, owned by another user (a planted `.flowforge -> /home/other/...` must not make us
+ * write into their files). Throws IoError (exit 1) naming both paths and owners.
+ */
+function assertOwnDataRoot(ctx: HandlerContext): void {
+  const uid = process.getuid?.();
+  if (uid === undefined) return; // no ownership model (Windows)
+  const link = ctx.fs.lstat(ctx.dataRoot);
+  if (!link) return;
+  const target = link.isSymbolicLink() ? ctx.fs.realpath(ctx.dataRoot) : ctx.dataRoot;
+  const owner = (link.isSymbolicLink() ? ctx.fs.stat(target) : link)?.uid;
+  if (owner !== undefined && owner !== uid) {
+    throw new IoError(
+      `Refusing to use the data root ${ctx.dataRoot}${target !== ctx.dataRoot ? ` (a symlink to ${target})` : ''}: it belongs to uid ${owner}, not to you (uid ${uid}). Point --data-path or FLOWFORGE_DATA_PATH at a folder of your own.`,
+      { details: [{ path: ctx.dataRoot, message: `owned by uid ${owner}` }] },
+    );
+  }
+}
+
+/**
+ * The per-user rate limit (config `rateLimit.entriesPerMinute`, 0 = off): counts of entries
+ * accepted per user in the current clock minute, kept in `aggregated/rate.json`. A call that
+ * would take any user over the limit throws RateLimitError (exit 2) before anything is
+ * appended; otherwise the counts are updated. Runs under the store lock.
+ */
+function enforceRateLimit(ctx: HandlerContext, layout: StoreLayout, fresh: readonly Entry[]): void {
+  const limit = ctx.config.rateLimit.entriesPerMinute;
+  if (limit === 0 || fresh.length === 0) return;
+  const file = path.join(layout.aggregated, 'rate.json');
+  const minute = Math.floor(ctx.now() / 60_000) * 60_000;
+  let state: { minute: number; counts: Record<string, number> } = { minute, counts: {} };
+  try {
+    const saved = JSON.parse(ctx.fs.readFile(file).toString('utf8')) as typeof state;
+    if (saved.minute === minute && saved.counts && typeof saved.counts === 'object') state = saved;
+  } catch {
+    /* no window yet, or an unreadable one: start a fresh minute */
+  }
+  const adding = new Map<string, number>();
+  for (const e of fresh) adding.set(e.userId, (adding.get(e.userId) ?? 0) + 1);
+  const over = [...adding].filter(([user, n]) => (state.counts[user] ?? 0) + n > limit);
+  if (over.length > 0) {
+    throw new RateLimitError(
+      `Rate limit: at most ${limit} entries per user per minute (rateLimit.entriesPerMinute); nothing from this call was accepted, entries accepted earlier are untouched. Try again after ${new Date(minute + 60_000).toISOString()}.`,
+      { details: over.map(([user, n]) => ({ path: `userId=${user}`, message: `${state.counts[user] ?? 0} accepted this minute + ${n} in this call > ${limit}` })) },
+    );
+  }
+  for (const [user, n] of adding) state.counts[user] = (state.counts[user] ?? 0) + n;
+  ctx.fs.writeFileDurable(file, JSON.stringify(state));
 }
 
 /** Commits (or aborts) what a killed process's open intent left behind. */
@@ -249,6 +301,7 @@ function createOpenStore(
         if (stored.has(e.entryId)) duplicates++;
         else fresh.push(e);
       }
+      enforceRateLimit(ctx, layout, fresh);
       metrics.totalOperations++;
       lock.assertHeld();
       const accepted = journal.append(fresh, ctx.now());

@@ -162,6 +162,32 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
   }
 }
 
+/** At most this many problems are printed; the last detail then says how many were left out. */
+export const MAX_DETAILS = 1000;
+/** Offending values longer than this (characters of JSON) are shortened in error output. */
+export const MAX_VALUE_CHARS = 200;
+
+/**
+ * Keeps error output proportionate to a hostile input: at most MAX_DETAILS problems, and each
+ * offending `value` cut to MAX_VALUE_CHARS characters of its JSON form.
+ */
+export function clipDetails(details: ErrorDetail[]): ErrorDetail[] {
+  const clip = (value: unknown): unknown => {
+    if (value === undefined) return undefined;
+    let text: string;
+    try {
+      text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+    } catch {
+      text = String(value);
+    }
+    if (text.length <= MAX_VALUE_CHARS) return value;
+    return `${text.slice(0, MAX_VALUE_CHARS)}… (${text.length} characters)`;
+  };
+  const kept = details.slice(0, MAX_DETAILS).map((d) => (d.value === undefined ? d : { ...d, value: clip(d.value) }));
+  if (details.length > MAX_DETAILS) kept.push({ path: '', message: `${details.length - MAX_DETAILS} more problems not listed` });
+  return kept;
+}
+
 /**
  * A logger for a hook call that failed before its context existed (bad config, a broken
  * install): `<project root>/.flowforge/logs/aggregation.log`, or FLOWFORGE_DATA_PATH's, so the
@@ -182,7 +208,7 @@ function report(error: unknown, action: string, out: Output, io: HostIo, logger:
   const known = error instanceof FlowForgeError;
   const code = known ? error.code : 'E_INTERNAL';
   const message = known ? error.message : messages.internal((error as Error)?.message ?? String(error));
-  const details = known ? error.details : [];
+  const details = known ? clipDetails(error.details) : [];
   const exitCode = known ? error.exitCode : 1;
   if (out.hook) {
     // A git hook never fails or prints (SPEC §8): the problem goes to the log.
@@ -255,9 +281,15 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
       return client;
     },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    async readStdin() {
+    async readStdin(limitBytes) {
       const chunks: Buffer[] = [];
-      for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+      let total = 0;
+      for await (const chunk of io.stdin) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+        chunks.push(buf);
+        total += buf.length;
+        if (total > limitBytes) return undefined; // the rest is never read: memory stays bounded
+      }
       return Buffer.concat(chunks);
     },
   };

@@ -64,6 +64,16 @@ export const ConfigSchema = v.strictObject({
     }),
     {},
   ),
+  /**
+   * Per-user rate limit: at most `entriesPerMinute` new entries per user in each clock minute
+   * (0 = no limit, the default). A call that would go over is rejected whole (E_RATE_LIMIT).
+   */
+  rateLimit: v.optional(
+    v.strictObject({
+      entriesPerMinute: v.optional(nonNegativeInt('rateLimit.entriesPerMinute'), 0),
+    }),
+    {},
+  ),
   /** Called with each health alert; errors it throws are logged, never fatal. */
   onAlert: v.optional(v.custom<(alert: Alert) => unknown>((x) => typeof x === 'function', 'onAlert must be a function')),
 });

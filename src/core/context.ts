@@ -32,6 +32,9 @@ export interface HandlerContext {
   git(repoDir?: string): Promise<GitClient>;
   /** Waits `ms` milliseconds (backoff); tests pass an instant fake. */
   sleep(ms: number): Promise<void>;
-  /** Reads all of standard input (for `--input=-`). */
-  readStdin(): Promise<Buffer>;
+  /**
+   * Reads standard input (for `--input=-`); undefined when it is longer than `limitBytes`, in
+   * which case reading stopped there and what was read is dropped (memory stays bounded).
+   */
+  readStdin(limitBytes: number): Promise<Buffer | undefined>;
 }

@@ -61,6 +61,13 @@ export class ConfigError extends FlowForgeError {
   }
 }
 
+/** Thrown when a call would take a user over `rateLimit.entriesPerMinute`. Exit 2; nothing accepted. */
+export class RateLimitError extends FlowForgeError {
+  constructor(message: string, options: { details?: ErrorDetail[]; cause?: unknown } = {}) {
+    super('E_RATE_LIMIT', message, options);
+  }
+}
+
 /** Thrown when the store lock could not be taken within its timeout. Exit 1; retry later. */
 export class LockedError extends FlowForgeError {
   constructor(message: string, options: { details?: ErrorDetail[]; cause?: unknown } = {}) {

@@ -28,6 +28,10 @@ export interface FsPrimitives {
   readdir(dir: string): string[];
   /** `stat`, or undefined when the path does not exist. */
   stat(file: string): fs.Stats | undefined;
+  /** `lstat` (a symlink itself, not its target), or undefined when the path does not exist. */
+  lstat(file: string): fs.Stats | undefined;
+  /** The canonical path (symlinks resolved); throws ENOENT when missing. */
+  realpath(file: string): string;
   /**
    * `statfs` of the file system holding `dir` (Node's `fs.statfsSync`): block size `bsize` in
    * bytes, `blocks` total, `bavail` free for unprivileged users. Used by the health check
@@ -118,6 +122,8 @@ export function createNodePrimitives(): FsPrimitives {
       }
     },
     stat: (file) => fs.statSync(file, { throwIfNoEntry: false }),
+    lstat: (file) => fs.lstatSync(file, { throwIfNoEntry: false }),
+    realpath: (file) => fs.realpathSync(file),
     statfs: (dir) => fs.statfsSync(dir),
     mkdir: (dir) => fs.mkdirSync(dir, { mode: DIR_MODE }),
     openAppend: (file) => fs.openSync(file, 'a', FILE_MODE),

@@ -112,6 +112,8 @@ export class SimulatedDisk {
         if (this.dirs.has(file)) return { size: 0, mtimeMs: 0, isFile: () => false, isDirectory: () => true } as unknown as Stats;
         return undefined;
       },
+      lstat: (file) => this.primitives().stat(file),
+      realpath: (file) => file,
       statfs: () => ({ type: 0, bsize: 4096, blocks: 1 << 20, bfree: 1 << 19, bavail: 1 << 19, files: 0, ffree: 0 }) as StatsFs,
       mkdir: (dir) => {
         this.mutate();

@@ -84,7 +84,7 @@ export function withTempStore(t: ExecutionContext, config: FlowForgeConfigInput 
     logFor: () => logs,
     git: () => Promise.reject(new Error('no git in this test')),
     sleep: async () => {},
-    readStdin: async () => Buffer.alloc(0),
+    readStdin: async () => Buffer.alloc(0) as Buffer | undefined,
   };
   return {
     ctx,

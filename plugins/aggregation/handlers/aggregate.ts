@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as v from 'valibot';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import type { HandlerContext } from '../../../src/core/context.js';
-import { UsageError } from '../../../src/core/errors.js';
+import { InputError, UsageError } from '../../../src/core/errors.js';
 import { withStore } from '../aggregator.js';
 import { parseEntryText, validateEntries } from '../entry.js';
 import type { FlushedBatch } from '../types.js';
@@ -45,10 +45,21 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext): Promise<u
   let raw: unknown[] = [];
   // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
   const add = (items: unknown[]) => void (raw = raw.concat(items));
-  input.entry.forEach((text, i) => add(parseEntryText(text, `--entry[${i}]`)));
+  input.entry.forEach((text, i) => {
+    const items = parseEntryText(text, `--entry[${i}]`);
+    // An empty --entry is a slip (an unset shell variable), unlike an empty --input file.
+    if (items.length === 0) throw new InputError(`--entry[${i}] holds no entry: nothing was accepted`, { details: [{ path: `--entry[${i}]`, message: 'empty' }] });
+    add(items);
+  });
   if (input.input !== undefined) {
-    const text = input.input === '-' ? (await ctx.readStdin()).toString('utf8') : await readInputFile(ctx, input.input);
-    add(parseEntryText(text, `--input=${input.input}`));
+    const origin = `--input=${input.input}`;
+    const bytes = input.input === '-' ? await ctx.readStdin(MAX_INPUT_BYTES) : readInputFile(ctx, input.input);
+    if (bytes === undefined) {
+      throw new InputError(`${origin} is larger than ${MAX_INPUT_BYTES} bytes (64 MiB); split it into several calls: nothing was accepted`, {
+        details: [{ path: origin, message: `more than ${MAX_INPUT_BYTES} bytes` }],
+      });
+    }
+    add(parseEntryText(decodeUtf8(bytes, origin), origin));
   }
   for (const source of new Set(input.source)) {
     switch (source) {
@@ -77,9 +88,42 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext): Promise<u
   return raw;
 }
 
-async function readInputFile(ctx: HandlerContext, file: string): Promise<string> {
+/** Largest `--input` accepted in one call, bytes: memory stays bounded whatever is piped in. */
+export const MAX_INPUT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Decodes UTF-8 strictly: invalid bytes are an InputError naming the first bad line, never
+ * silently turned into U+FFFD replacement characters that would then be stored.
+ */
+export function decodeUtf8(bytes: Buffer, origin: string): string {
   try {
-    return ctx.fs.readFile(path.resolve(ctx.cwd, file)).toString('utf8');
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    let line = 1;
+    let start = 0;
+    const strict = new TextDecoder('utf-8', { fatal: true });
+    for (;;) {
+      const nl = bytes.indexOf(0x0a, start);
+      const end = nl === -1 ? bytes.length : nl;
+      try {
+        strict.decode(bytes.subarray(start, end));
+      } catch {
+        break;
+      }
+      if (nl === -1) break;
+      line++;
+      start = nl + 1;
+    }
+    throw new InputError(`${origin} is not valid UTF-8: nothing was accepted`, { details: [{ path: `${origin}:line ${line}`, message: 'invalid UTF-8 byte sequence' }] });
+  }
+}
+
+/** The file's bytes; undefined when it is larger than MAX_INPUT_BYTES (then it is not read). */
+function readInputFile(ctx: HandlerContext, file: string): Buffer | undefined {
+  const full = path.resolve(ctx.cwd, file);
+  if ((ctx.fs.stat(full)?.size ?? 0) > MAX_INPUT_BYTES) return undefined;
+  try {
+    return ctx.fs.readFile(full);
   } catch (error) {
     throw new UsageError(`Cannot read --input=${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
       cause: error,
