@@ -80,7 +80,7 @@ export function makeRepo(dir: string, env: Env, commits = 3): Repo {
 // ---- entries ------------------------------------------------------------------------------
 
 /** A normalized entry like a day of real use produces (~190 bytes of JSON). */
-export function benchEntry(prefix: string, i: number, t0 = Date.UTC(2026, 0, 5, 9)): Entry {
+export function benchEntry(prefix: string, i: number, t0 = Date.UTC(2024, 0, 8, 9)): Entry {
   return {
     entryId: `${prefix}-${i}`,
     userId: `user-${i % 7}`,

@@ -115,3 +115,28 @@ test('a process killed after writing the batch file but before the commit: the n
   t.is(s.batches().length, 1);
   t.deepEqual(s.batches()[0]!.entries.map((e) => e.entryId), ['id-1', 'id-2']);
 });
+
+test('a lock lost mid-operation: the call stops before its next write, starts over, and stores each entry once', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const lockOwner = path.join(s.dataRoot, 'aggregated/journal/store.lock/owner.json');
+  let stolen = 0;
+  s.setFs(
+    createFaultyFsPort((op) => {
+      // Right after the entries are appended, someone else takes the lock over once.
+      if (op === 'fsync' && stolen === 0 && fs.existsSync(lockOwner)) {
+        stolen++;
+        const owner = JSON.parse(fs.readFileSync(lockOwner, 'utf8'));
+        fs.writeFileSync(lockOwner, JSON.stringify({ ...owner, token: 'intruder' }));
+        // ...holds it for a moment, then releases it, so the retry can take it.
+        setTimeout(() => fs.rmSync(path.dirname(lockOwner), { recursive: true, force: true }), 50);
+      }
+      return undefined;
+    }),
+  );
+  const r = await aggregate.run(input([rawEntry(1, s.clock.now() - 1), rawEntry(2, s.clock.now() - 1)]), s.ctx);
+  t.is(stolen, 1);
+  t.true(s.logs.lines.some((l) => l.msg === 'store lock lost mid-operation; starting over'));
+  t.like(r, { accepted: 2, duplicates: 0, pending: 0 });
+  const ids = s.batches().flatMap((b) => b.entries.map((e) => e.entryId));
+  t.deepEqual(ids, ['id-1', 'id-2']);
+});

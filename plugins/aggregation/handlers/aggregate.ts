@@ -171,13 +171,17 @@ Examples:
     }
     const raw = await collectRaw(input, ctx);
     const entries = validateEntries(raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
+    // withStore may run this more than once (a lock lost mid-way): entries appended by an
+    // earlier attempt are this call's, not duplicates.
+    const acceptedIds = new Set<string>();
     return withStore(ctx, async (store) => {
-      const { accepted, duplicates } = store.ingest(entries);
+      const { accepted } = store.ingest(entries.filter((e) => !acceptedIds.has(e.entryId)));
+      for (const je of accepted) acceptedIds.add(je.entry.entryId);
       const outcome = await store.flush();
       const { pending, batchAgeMs } = store.pendingSummary();
       return {
-        accepted: accepted.length,
-        duplicates,
+        accepted: acceptedIds.size,
+        duplicates: entries.length - acceptedIds.size,
         pending,
         batchAgeMs,
         flushed: [...store.resumed, ...outcome.flushed],
