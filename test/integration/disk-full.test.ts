@@ -21,15 +21,20 @@ const canMount = tryMount(probe);
 if (canMount) execFileSync('umount', [probe]);
 fs.rmdirSync(probe);
 
-const entry = (i: number) => JSON.stringify({ entryId: `full-${i}`, userId: 'ana', action: 'work', timestamp: Date.now() - 1000, metadata: { note: 'x'.repeat(200) } });
-
-(canMount ? test.serial : test.serial.skip)('a full disk: exit 1 naming the data root, acknowledged entries intact, everything resumes with space', (t) => {
-  const dir = tempDir(t);
-  const mnt = path.join(dir, 'mnt');
+/** A fresh 256 KiB tmpfs holding a `.git` marker (the project root), unmounted at teardown. */
+function smallDisk(t: Parameters<typeof tempDir>[0]): string {
+  const mnt = path.join(tempDir(t), 'mnt');
   fs.mkdirSync(mnt);
   t.true(tryMount(mnt));
   t.teardown(() => spawnSync('umount', ['-l', mnt]));
   fs.mkdirSync(path.join(mnt, '.git'));
+  return mnt;
+}
+
+const entry = (i: number) => JSON.stringify({ entryId: `full-${i}`, userId: 'ana', action: 'work', timestamp: Date.now() - 1000, metadata: { note: 'x'.repeat(200) } });
+
+(canMount ? test.serial : test.serial.skip)('a full disk: exit 1 naming the data root, acknowledged entries intact, everything resumes with space', (t) => {
+  const mnt = smallDisk(t);
   const cwd = mnt;
   const acked: string[] = [];
   for (let i = 0; i < 5; i++) {
@@ -65,12 +70,7 @@ const entry = (i: number) => JSON.stringify({ entryId: `full-${i}`, userId: 'ana
 });
 
 (canMount ? test.serial : test.serial.skip)('a read-only file system: exit 1 naming the data root; resumes after remount', (t) => {
-  const dir = tempDir(t);
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  t.true(tryMount(mnt));
-  t.teardown(() => spawnSync('umount', ['-l', mnt]));
-  fs.mkdirSync(path.join(mnt, '.git'));
+  const mnt = smallDisk(t);
   t.is(runCli(['aggregate', `--entry=${entry(1)}`], { cwd: mnt }).code, 0);
   execFileSync('mount', ['-o', 'remount,ro', mnt]);
   const r = runCli(['aggregate', `--entry=${entry(2)}`], { cwd: mnt });
