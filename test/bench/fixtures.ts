@@ -90,15 +90,19 @@ export function benchEntry(prefix: string, i: number, t0 = Date.UTC(2024, 0, 8, 
   };
 }
 
-/** Writes `n` entries as NDJSON (in chunks, so 1M entries never sit in one string). */
-export function writeNdjson(file: string, n: number, prefix: string): void {
+/**
+ * Writes entries `from` ≤ i < `from + n` as NDJSON (in chunks, so 1M entries never sit in one
+ * string). Parts of one input written with the same prefix and adjacent ranges have the ids of
+ * the whole.
+ */
+export function writeNdjson(file: string, n: number, prefix: string, from = 0): void {
   const tmp = `${file}.${process.pid}.tmp`;
   const fd = fs.openSync(tmp, 'w');
   try {
     const CHUNK = 10_000;
-    for (let start = 0; start < n; start += CHUNK) {
+    for (let start = from; start < from + n; start += CHUNK) {
       let text = '';
-      for (let i = start; i < Math.min(n, start + CHUNK); i++) text += JSON.stringify(benchEntry(prefix, i)) + '\n';
+      for (let i = start; i < Math.min(from + n, start + CHUNK); i++) text += JSON.stringify(benchEntry(prefix, i)) + '\n';
       fs.writeSync(fd, text);
     }
   } finally {
