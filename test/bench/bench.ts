@@ -693,7 +693,7 @@ async function benchStream(): Promise<void> {
     figure: `streamed ingest of ${n.toLocaleString('en-US')} via --input=-, peak RSS${quick ? ' (quick: 100k)' : ''}`,
     measured: failure ? 'refused/failed' : mb(r.peakRssKb),
     floor: `${mb(floor.peakRssKb)} node -e 0`,
-    ratio: floor.peakRssKb && r.peakRssKb ? times(r.peakRssKb / floor.peakRssKb) : '—',
+    ratio: !failure && floor.peakRssKb && r.peakRssKb ? times(r.peakRssKb / floor.peakRssKb) : '—',
     budget: '≤ 200 MB',
     result: failure ? 'MISS' : verdict(peakMb <= 200),
     note: failure ? `FAILED: ${failure} (peak RSS before it ended ${mb(r.peakRssKb)})` : `accepted ${accepted}; ${ms(r.ms)} = ${perSec(n / (r.ms / 1000))}; RSS via ${r.rssSource}`,
