@@ -288,7 +288,14 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
       const cut = committedTo;
       const moved = pending.filter((je) => je.seq <= cut);
       pending = pending.filter((je) => je.seq > cut);
-      for (const je of moved) committed.push({ entryId: je.entry.entryId, batchId: batchOf(je.seq) });
+      // Ranges are sorted and contiguous: walk them alongside the moved entries (O(n), not n × batches).
+      const ranges = [...batches].sort((a, b) => a.from - b.from);
+      let r = 0;
+      for (const je of moved) {
+        while (r < ranges.length - 1 && je.seq > ranges[r]!.to) r++;
+        const range = ranges[r];
+        committed.push({ entryId: je.entry.entryId, batchId: range && je.seq >= range.from && je.seq <= range.to ? range.b : batchOf(je.seq) });
+      }
     },
     abort(at) {
       write([{ t: 'a', at }]);

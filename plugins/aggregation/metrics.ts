@@ -1,7 +1,7 @@
 /**
  * Counters persisted across invocations in `aggregated/metrics.json` (SPEC §7), written
  * atomically. Losing the latest update in a power cut costs a counter, never an entry, so the
- * write skips the directory fsync that entries and batches get.
+ * write skips the fsyncs that entries and batches get.
  */
 import type { FsPort } from '../../src/core/fs-port.js';
 
@@ -63,8 +63,12 @@ export function readMetrics(fsPort: FsPort, file: string): MetricsFile {
   }
 }
 
+/**
+ * Saves metrics atomically (never a torn file) but without fsyncs: counters are advisory, and
+ * every fsync here would lengthen the store lock's critical section on every call.
+ */
 export function writeMetrics(fsPort: FsPort, file: string, metrics: MetricsFile): void {
-  fsPort.writeFileDurable(file, JSON.stringify(metrics));
+  fsPort.atomicReplace(file, JSON.stringify(metrics), { fsync: false });
 }
 
 /** Records one flush of `durationMs` milliseconds. */

@@ -49,9 +49,10 @@ export interface FsPrimitives {
   close(fd: number): void;
   /**
    * Replaces `file` with `data` atomically with write-file-atomic: a temp file beside it,
-   * written, fsynced, then renamed over `file`. The rename itself is not yet durable.
+   * written, fsynced (unless `fsync: false`), then renamed over `file`. The rename itself is
+   * not yet durable.
    */
-  atomicReplace(file: string, data: string | Buffer): void;
+  atomicReplace(file: string, data: string | Buffer, options?: { fsync?: boolean }): void;
   rename(from: string, to: string): void;
   /** unlink; ENOENT propagates. */
   unlink(file: string): void;
@@ -133,7 +134,7 @@ export function createNodePrimitives(): FsPrimitives {
     },
     fsync: (fd) => fs.fdatasyncSync(fd),
     close: (fd) => fs.closeSync(fd),
-    atomicReplace: (file, data) => writeFileAtomic.sync(file, data, { mode: FILE_MODE, fsync: true }),
+    atomicReplace: (file, data, options) => writeFileAtomic.sync(file, data, { mode: FILE_MODE, fsync: options?.fsync ?? true }),
     rename: (from, to) => fs.renameSync(from, to),
     unlink: (file) => fs.unlinkSync(file),
     fsyncDir: (dir) => {

@@ -40,7 +40,10 @@ export interface StoreLock {
 }
 
 export interface LockOptions {
-  /** Give up after this long, milliseconds (default 10 000). */
+  /**
+   * Give up after this long, milliseconds (default 30 000: under heavy contention a caller
+   * waits rather than losing its entries; an uncontended lock is taken in microseconds).
+   */
   timeoutMs?: number;
   /** An owner record not refreshed for this long is stale, milliseconds (default 10 000). */
   staleMs?: number;
@@ -115,7 +118,7 @@ function isStale(owner: OwnerRecord, mtimeMs: number, host: string, staleMs: num
  * lock after `timeoutMs`; rethrows other file-system errors (EACCES, EROFS, ENOSPC…) unchanged.
  */
 export async function acquireLock(file: string, options: LockOptions = {}): Promise<StoreLock> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? 30_000;
   const staleMs = options.staleMs ?? 10_000;
   const lockDir = `${file}.lock`;
   const token = randomBytes(8).toString('hex');

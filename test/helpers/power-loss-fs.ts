@@ -108,8 +108,9 @@ export class SimulatedDisk {
       stat: (file) => {
         this.read();
         const inode = this.files.get(file);
-        if (inode) return { size: inode.data.length, mtimeMs: 0, isFile: () => true, isDirectory: () => false } as unknown as Stats;
-        if (this.dirs.has(file)) return { size: 0, mtimeMs: 0, isFile: () => false, isDirectory: () => true } as unknown as Stats;
+        const base = { mtimeMs: 0, uid: process.getuid?.() ?? 0, isSymbolicLink: () => false };
+        if (inode) return { ...base, size: inode.data.length, isFile: () => true, isDirectory: () => false } as unknown as Stats;
+        if (this.dirs.has(file)) return { ...base, size: 0, isFile: () => false, isDirectory: () => true } as unknown as Stats;
         return undefined;
       },
       lstat: (file) => this.primitives().stat(file),
@@ -148,12 +149,12 @@ export class SimulatedDisk {
       close: (fd) => {
         this.fds.delete(fd);
       },
-      atomicReplace: (file, data) => {
+      atomicReplace: (file, data, options) => {
         this.mutate();
         this.parentMustExist(file);
         if (this.failReplace(file)) throw errno('EIO', file);
         const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
-        this.files.set(file, { data: bytes, synced: Buffer.from(bytes) });
+        this.files.set(file, { data: bytes, synced: options?.fsync === false ? Buffer.alloc(0) : Buffer.from(bytes) });
       },
       rename: (from, to) => {
         this.mutate();

@@ -21,6 +21,7 @@ const DEFAULTS = {
   recovery: { scheduleInterval: 300_000, batchRetryLimit: 5, healthCheckInterval: 60_000, cleanupAge: 604_800_000 },
   maxClockSkew: 300_000,
   privacy: { anonymizeUsers: false, redactKeys: ['token', 'password', 'secret', 'apiKey', 'authorization', 'cookie'] },
+  rateLimit: { entriesPerMinute: 0 },
 };
 
 function tempProject(t: import('ava').ExecutionContext, files: Record<string, string> = {}): { root: string; cacheDir: string } {

@@ -46,10 +46,9 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext): Promise<u
   // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
   const add = (items: unknown[]) => void (raw = raw.concat(items));
   input.entry.forEach((text, i) => {
-    const items = parseEntryText(text, `--entry[${i}]`);
-    // An empty --entry is a slip (an unset shell variable), unlike an empty --input file.
-    if (items.length === 0) throw new InputError(`--entry[${i}] holds no entry: nothing was accepted`, { details: [{ path: `--entry[${i}]`, message: 'empty' }] });
-    add(items);
+    // An empty --entry is a slip (an unset shell variable), unlike `[]` or an empty --input file.
+    if (text.trim() === '') throw new InputError(`--entry[${i}] holds no entry: nothing was accepted`, { details: [{ path: `--entry[${i}]`, message: 'empty' }] });
+    add(parseEntryText(text, `--entry[${i}]`));
   });
   if (input.input !== undefined) {
     const origin = `--input=${input.input}`;
