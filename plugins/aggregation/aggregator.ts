@@ -18,6 +18,7 @@ import { makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from '
 import { planFlush } from './flush-policy.js';
 import { openIdIndex, type IdIndex } from './id-index.js';
 import { openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
+import { readInbox } from './inbox.js';
 import { batchFile, failedFile, storeLayout, type StoreLayout } from './layout.js';
 import { readMetrics, recordFlush, writeMetrics, type MetricsFile } from './metrics.js';
 import type { Entry, FlushedBatch } from './types.js';
@@ -58,8 +59,11 @@ export interface OpenStore {
   quarantine: QuarantineReport;
   /** Batches an earlier killed process had written, committed at open. */
   resumed: FlushedBatch[];
-  /** Stores entries not seen before; duplicates (by entryId) are counted, not stored. Durable on return. */
-  ingest(entries: readonly Entry[]): { accepted: JournalEntry[]; duplicates: number };
+  /**
+   * Stores entries not seen before; duplicates (by entryId) are counted, not stored. Durable on
+   * return. Throws RateLimitError (nothing stored) over `rateLimit`, unless `rateLimit: false`.
+   */
+  ingest(entries: readonly Entry[], options?: { rateLimit?: boolean }): { accepted: JournalEntry[]; duplicates: number };
   /** Applies the size/threshold/age triggers, or flushes everything with `manual`. */
   flush(options?: { manual?: boolean }): Promise<FlushOutcome>;
   /** Pending count and age of the oldest pending entry in ms (0 when none). */
@@ -95,12 +99,12 @@ const newBatchId = (at: number): string => `batch_${String(at).padStart(13, '0')
  * (LockedError after 10 s), resumes an open intent, and after `fn` compacts the journal when due
  * and saves metrics. File-system errors become IoError naming the data root.
  */
-export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>): Promise<T> {
+export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, options: { lockTimeoutMs?: number } = {}): Promise<T> {
   // A lock lost mid-operation aborts before the next durable step; every step is idempotent on
   // a fresh open (ingest dedupes by id, flush replans from the journal), so start over.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withStoreOnce(ctx, fn);
+      return await withStoreOnce(ctx, fn, options.lockTimeoutMs);
     } catch (error) {
       if (!(error as { compromised?: boolean }).compromised || attempt >= LOCK_LOST_ATTEMPTS) throw error;
       ctx.log.warn('store lock lost mid-operation; starting over', { attempt });
@@ -111,13 +115,13 @@ export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) =
 /** Attempts of a whole store operation when its lock is lost mid-way. */
 export const LOCK_LOST_ATTEMPTS = 3;
 
-async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>): Promise<T> {
+async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, lockTimeoutMs: number | undefined): Promise<T> {
   const layout = storeLayout(ctx.dataRoot);
   let lock: StoreLock | undefined;
   try {
     assertOwnDataRoot(ctx);
     ctx.fs.mkdirp(layout.journal);
-    lock = await acquireLock(layout.lockTarget);
+    lock = await acquireLock(layout.lockTarget, lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs });
     const { journal, quarantine } = openJournal(layout.journal, layout.errors, ctx.fs, ctx.now);
     if (quarantine.badRecords > 0) {
       ctx.log.warn('journal records quarantined', { ...quarantine, dir: layout.errors });
@@ -127,6 +131,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
     const heldLock = lock;
     const store = createOpenStore(ctx, layout, journal, index, metrics, quarantine, heldLock);
     store.resumed = resolveOpenIntent(ctx, store, heldLock);
+    mergeInbox(ctx, store, heldLock);
     try {
       const result = await fn(store);
       if (journal.committed.length >= storeTuning.compactAfterEntries) {
@@ -199,6 +204,24 @@ function enforceRateLimit(ctx: HandlerContext, layout: StoreLayout, fresh: reado
   }
   for (const [user, n] of adding) state.counts[user] = (state.counts[user] ?? 0) + n;
   ctx.fs.writeFileDurable(file, JSON.stringify(state));
+}
+
+/**
+ * Merges entries queued in the inbox (acknowledged without the lock, see inbox.ts) into the
+ * journal, then removes each inbox file. Duplicates are dropped by id; the rate limit does not
+ * apply (these entries were acknowledged already). An unreadable file is quarantined.
+ */
+function mergeInbox(ctx: HandlerContext, store: OpenStore, lock: StoreLock): void {
+  for (const { file, entries } of readInbox(ctx, store.layout)) {
+    lock.assertHeld();
+    if (entries === undefined) {
+      quarantineFile(ctx, store.layout, file);
+      continue;
+    }
+    const { accepted, duplicates } = store.ingest(entries, { rateLimit: false });
+    ctx.fs.removeDurable(file);
+    ctx.log.info('merged queued entries', { file: path.relative(ctx.dataRoot, file), accepted: accepted.length, duplicates });
+  }
 }
 
 /** Commits (or aborts) what a killed process's open intent left behind. */
@@ -284,7 +307,7 @@ function createOpenStore(
     metrics,
     quarantine,
     resumed: [],
-    ingest(entries) {
+    ingest(entries, options = {}) {
       const fresh: Entry[] = [];
       const seen = new Set<string>();
       let duplicates = 0;
@@ -301,7 +324,7 @@ function createOpenStore(
         if (stored.has(e.entryId)) duplicates++;
         else fresh.push(e);
       }
-      enforceRateLimit(ctx, layout, fresh);
+      if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
       metrics.totalOperations++;
       lock.assertHeld();
       const accepted = journal.append(fresh, ctx.now());

@@ -8,8 +8,10 @@ import * as path from 'node:path';
 import * as v from 'valibot';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import type { HandlerContext } from '../../../src/core/context.js';
-import { InputError, UsageError } from '../../../src/core/errors.js';
+import { InputError, LockedError, UsageError } from '../../../src/core/errors.js';
 import { withStore } from '../aggregator.js';
+import { INBOX_AFTER_MS, queueInInbox } from '../inbox.js';
+import { storeLayout } from '../layout.js';
 import { parseEntryText, validateEntries } from '../entry.js';
 import type { FlushedBatch } from '../types.js';
 
@@ -29,15 +31,22 @@ const AggregateInput = v.object({
 });
 export type AggregateInput = v.InferOutput<typeof AggregateInput>;
 
-/** Result of `aggregate` (SPEC §3). `batchAgeMs` in milliseconds; `flushed[].file` relative to the data root. */
+/**
+ * Result of `aggregate` (SPEC §3). `batchAgeMs` in milliseconds; `flushed[].file` relative to
+ * the data root. When the store stayed busy for INBOX_AFTER_MS, the entries were queued durably
+ * in the inbox instead: `queued` names the file, `pending` and `batchAgeMs` are null (unknown
+ * without the lock), and duplicates among them are dropped when the inbox is merged.
+ */
 export interface AggregateResult {
   accepted: number;
   duplicates: number;
-  pending: number;
-  batchAgeMs: number;
+  pending: number | null;
+  batchAgeMs: number | null;
   flushed: FlushedBatch[];
   /** Batches whose flush failed every attempt and were parked in recovery/ (data safe). */
   failed: Array<{ batchId: string; file: string; entryCount: number; error: string }>;
+  /** Inbox file (relative to the data root) when the entries were queued, see above. */
+  queued?: string;
 }
 
 /** Collects raw (unvalidated) entries from every source of the call, in argument order. */
@@ -173,23 +182,39 @@ Examples:
     // withStore may run this more than once (a lock lost mid-way): entries appended by an
     // earlier attempt are this call's, not duplicates.
     const acceptedIds = new Set<string>();
-    return withStore(ctx, async (store) => {
-      const { accepted } = store.ingest(entries.filter((e) => !acceptedIds.has(e.entryId)));
-      for (const je of accepted) acceptedIds.add(je.entry.entryId);
-      const outcome = await store.flush();
-      const { pending, batchAgeMs } = store.pendingSummary();
-      return {
-        accepted: acceptedIds.size,
-        duplicates: entries.length - acceptedIds.size,
-        pending,
-        batchAgeMs,
-        flushed: [...store.resumed, ...outcome.flushed],
-        failed: outcome.failed,
-      };
-    });
+    try {
+      return await withStore(
+        ctx,
+        async (store) => {
+          const { accepted } = store.ingest(entries.filter((e) => !acceptedIds.has(e.entryId)));
+          for (const je of accepted) acceptedIds.add(je.entry.entryId);
+          const outcome = await store.flush();
+          const { pending, batchAgeMs } = store.pendingSummary();
+          return {
+            accepted: acceptedIds.size,
+            duplicates: entries.length - acceptedIds.size,
+            pending,
+            batchAgeMs,
+            flushed: [...store.resumed, ...outcome.flushed],
+            failed: outcome.failed,
+          };
+        },
+        { lockTimeoutMs: INBOX_AFTER_MS },
+      );
+    } catch (error) {
+      // The store stayed busy: acknowledge through the inbox instead of failing (see inbox.ts).
+      if (!(error instanceof LockedError)) throw error;
+      const rest = entries.filter((e) => !acceptedIds.has(e.entryId));
+      const layout = storeLayout(ctx.dataRoot);
+      const queued = rest.length > 0 ? queueInInbox(ctx, layout, rest) : undefined;
+      ctx.log.info('store busy; entries queued in the inbox', { file: queued, entries: rest.length });
+      return { accepted: acceptedIds.size + rest.length, duplicates: 0, pending: null, batchAgeMs: null, flushed: [], failed: [], queued };
+    }
   },
   formatText: (r) =>
-    `accepted ${r.accepted}, duplicates ${r.duplicates}, pending ${r.pending} (oldest ${Math.round(r.batchAgeMs / 1000)} s)` +
+    (r.queued
+      ? `accepted ${r.accepted}: the store was busy, so they were queued in ${r.queued} (merged by the next call)`
+      : `accepted ${r.accepted}, duplicates ${r.duplicates}, pending ${r.pending} (oldest ${Math.round((r.batchAgeMs ?? 0) / 1000)} s)`) +
     r.flushed.map((f) => `\nflushed ${f.entryCount} entries (${f.trigger}) → ${f.file}`).join('') +
     r.failed.map((f) => `\nflush FAILED, ${f.entryCount} entries parked in ${f.file}: ${f.error}`).join(''),
 };
