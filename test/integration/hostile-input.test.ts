@@ -90,6 +90,7 @@ function corpus(): Array<{ name: string; text: string }> {
 test('more than 1,000 generated malformed inputs: each exit 2 with paths, nothing written', async (t) => {
   const cases = corpus();
   t.true(cases.length >= 1000, `${cases.length} cases`);
+  t.log(`${cases.length} malformed inputs`);
   const s = withTempStore(t);
   s.clock.set(NOW);
   const heapBefore = process.memoryUsage().heapUsed;
