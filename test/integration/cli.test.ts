@@ -45,7 +45,7 @@ test('aggregate from --entry, --input FILE (NDJSON) and stdin (JSON array) in on
   const dir = project(t);
   const a = runCli(['aggregate', `--entry=${JSON.stringify(entry(1))}`, '--entry', JSON.stringify(entry(2))], { cwd: dir });
   t.is(a.code, 0);
-  t.deepEqual(a.json, { ok: true, action: 'aggregate', result: { accepted: 2, duplicates: 0, pending: 2, batchAgeMs: a.json.result.batchAgeMs, flushed: [], failed: [] } });
+  t.deepEqual(a.json, { ok: true, action: 'aggregate', result: { accepted: 2, duplicates: 0, pending: 2, batchAgeMs: a.json.result.batchAgeMs, flushed: [], failed: [], skipped: [] } });
   fs.writeFileSync(path.join(dir, 'in.ndjson'), `${JSON.stringify(entry(2))}\n\n${JSON.stringify(entry(3))}\n`);
   const b = runCli(['aggregate', '--input=in.ndjson'], { cwd: dir });
   t.like(b.json.result, { accepted: 1, duplicates: 1, pending: 3 });

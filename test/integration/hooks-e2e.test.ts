@@ -124,3 +124,24 @@ test('a hook never fails git: with a data root that cannot be created, git commi
   t.notThrows(() => repo.git(['commit', '-q', '-m', 'still works']));
   t.is(repo.git(['log', '--format=%s', '-1']), 'still works');
 });
+
+test('a commit dated in the future or before 2000 is skipped by sha, and the rest of a git-log import goes in', (t) => {
+  const repo = withGitRepo(t);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  const old = repo.commit('from an old system', { 'a.txt': 'a\n' }, { date: '883612800 +0000' }); // 1998-01-01
+  const ok1 = repo.commit('normal', { 'b.txt': 'b\n' }, { date: '1750000000 +0000' });
+  const future = repo.commit('wrong clock', { 'c.txt': 'c\n' }, { date: `${Math.floor(Date.now() / 1000) + 86_400 * 200} +0000` });
+  const ok2 = repo.commit('normal again', { 'd.txt': 'd\n' }, { date: '1750000100 +0000' });
+  const r = runCli(['aggregate', '--source=git-log'], { cwd: repo.dir, env: repo.env });
+  t.is(r.code, 0);
+  t.is(r.json.result.accepted, 2);
+  t.deepEqual(
+    r.json.result.skipped.map((s: { entryId: string; reason: string }) => [s.entryId, s.reason.split(' (')[0]]),
+    [
+      [`commit:${old}`, 'author date before 2000-01-01'],
+      [`commit:${future}`, 'author date more than 300000 ms in the future'],
+    ],
+  );
+  const ids = stored(repo.dir, repo.env).map((e) => e.entryId);
+  t.deepEqual(ids.sort(), [`commit:${ok1}`, `commit:${ok2}`].sort());
+});

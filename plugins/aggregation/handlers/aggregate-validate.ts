@@ -12,7 +12,8 @@
  *   not be caught as a duplicate);
  * - journal records quarantined by this open, and files already in `recovery/errors/`
  *   (quarantined earlier: a human should look at them, then move them out of the store);
- * - temp files left by an interrupted write-file-atomic write.
+ * - temp files left by an interrupted write-file-atomic write, as `notes` (harmless debris of a
+ *   killed writer: they do not fail validation).
  * Problems are listed with the path relative to the data root. When there is any, it throws a
  * CorruptError (exit 1) whose `details` are the problems; otherwise it returns `ok: true`.
  * Applies the flush triggers first, as every action does (SPEC §5).
@@ -46,6 +47,11 @@ export interface AggregateValidateResult {
   /** Entries pending in the journal. */
   pending: number;
   problems: ValidateProblem[];
+  /**
+   * Harmless findings that do not fail validation: temp files left by an interrupted atomic
+   * write (debris of a killed writer; `aggregate-cleanup` removes them once older than --age).
+   */
+  notes: ValidateProblem[];
 }
 
 const PROBLEM_TEXT: Record<BatchProblem, string> = {
@@ -69,7 +75,8 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
   const { layout } = store;
   const problems: ValidateProblem[] = [];
   const rel = (file: string) => path.relative(ctx.dataRoot, file);
-  const result: AggregateValidateResult = { ok: true, batches: 0, entries: 0, failed: 0, abandoned: 0, pending: store.journal.pending.length, problems };
+  const notes: ValidateProblem[] = [];
+  const result: AggregateValidateResult = { ok: true, batches: 0, entries: 0, failed: 0, abandoned: 0, pending: store.journal.pending.length, problems, notes };
   /** entryId → path of the first file holding it. */
   const seen = new Map<string, string>();
   const batchIds = new Map<string, string>();
@@ -166,7 +173,7 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
   for (const dir of tempFileDirs(layout)) {
     for (const name of ctx.fs.readdir(dir).sort()) {
       if (!TEMP_FILE_PATTERN.test(name)) continue;
-      problems.push({ path: rel(path.join(dir, name)), message: 'temp file left by an interrupted atomic write (aggregate-cleanup removes it)' });
+      notes.push({ path: rel(path.join(dir, name)), message: 'temp file left by an interrupted atomic write (harmless; aggregate-cleanup removes it)' });
     }
   }
   result.ok = problems.length === 0;
@@ -205,5 +212,7 @@ data root.`,
     }
     return result;
   },
-  formatText: (r) => `ok: ${r.batches} batch files, ${r.entries} entries, ${r.failed} failed, ${r.abandoned} abandoned, ${r.pending} pending — no problems`,
+  formatText: (r) =>
+    `ok: ${r.batches} batch files, ${r.entries} entries, ${r.failed} failed, ${r.abandoned} abandoned, ${r.pending} pending — no problems` +
+    r.notes.map((n) => `\nnote: ${n.path}: ${n.message}`).join(''),
 };

@@ -12,7 +12,8 @@ import { InputError, LockedError, UsageError } from '../../../src/core/errors.js
 import { withStore } from '../aggregator.js';
 import { INBOX_AFTER_MS, queueInInbox } from '../inbox.js';
 import { storeLayout } from '../layout.js';
-import { parseEntryText, validateEntries } from '../entry.js';
+import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
+import type { RawSourceEntry } from '../sources/git-commit.js';
 import type { FlushedBatch } from '../types.js';
 
 export const SOURCES = ['sessions', 'git-commit', 'git-checkout', 'git-log'] as const;
@@ -47,10 +48,35 @@ export interface AggregateResult {
   failed: Array<{ batchId: string; file: string; entryCount: number; error: string }>;
   /** Inbox file (relative to the data root) when the entries were queued, see above. */
   queued?: string;
+  /** Git entries left out because their date is outside the accepted range (by entry id = sha). */
+  skipped: SkippedEntry[];
+}
+
+/**
+ * Git facts are facts: a commit whose author date lies outside the accepted range (a colleague's
+ * wrong clock, a history from before 2000) is skipped and reported by sha, instead of failing a
+ * hook or a whole `git-log` import. Entries given by a caller are validated strictly.
+ */
+function splitGitEntries(entries: RawSourceEntry[], ctx: HandlerContext, skipped: SkippedEntry[]): RawSourceEntry[] {
+  const latest = ctx.now() + ctx.config.maxClockSkew;
+  return entries.filter((e) => {
+    if (e.timestamp >= MIN_TIMESTAMP_MS && e.timestamp <= latest) return true;
+    const reason = e.timestamp < MIN_TIMESTAMP_MS ? 'author date before 2000-01-01' : `author date more than ${ctx.config.maxClockSkew} ms in the future (check the committer's clock)`;
+    skipped.push({ entryId: e.entryId, timestamp: e.timestamp, reason });
+    return false;
+  });
+}
+
+/** An entry from a git source left out because its date is outside the accepted range. */
+export interface SkippedEntry {
+  entryId: string;
+  /** Epoch ms. */
+  timestamp: number;
+  reason: string;
 }
 
 /** Collects raw (unvalidated) entries from every source of the call, in argument order. */
-async function collectRaw(input: AggregateInput, ctx: HandlerContext): Promise<unknown[]> {
+async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[]): Promise<unknown[]> {
   let raw: unknown[] = [];
   // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
   const add = (items: unknown[]) => void (raw = raw.concat(items));
@@ -78,17 +104,17 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext): Promise<u
       }
       case 'git-commit': {
         const { entriesFromGitCommit } = await import('../sources/git-commit.js');
-        add(await entriesFromGitCommit(await ctx.git()));
+        add(splitGitEntries(await entriesFromGitCommit(await ctx.git()), ctx, skipped));
         break;
       }
       case 'git-checkout': {
         const { entriesFromGitCheckout } = await import('../sources/git-checkout.js');
-        add(await entriesFromGitCheckout({ prev: input.prev, next: input.new, flag: input.flag }, await ctx.git(), ctx.now(), ctx.env));
+        add(splitGitEntries(await entriesFromGitCheckout({ prev: input.prev, next: input.new, flag: input.flag }, await ctx.git(), ctx.now(), ctx.env), ctx, skipped));
         break;
       }
       case 'git-log': {
         const { entriesFromGitLog } = await import('../sources/git-log.js');
-        add(await entriesFromGitLog(await ctx.git(input.repo), { since: input.since, until: input.until }));
+        add(splitGitEntries(await entriesFromGitLog(await ctx.git(input.repo), { since: input.since, until: input.until }), ctx, skipped));
         break;
       }
     }
@@ -177,7 +203,9 @@ Examples:
     if (input.entry.length === 0 && input.input === undefined && input.source.length === 0) {
       throw new UsageError('aggregate needs at least one source: --entry, --input or --source (see provider-bridge aggregate --help)');
     }
-    const raw = await collectRaw(input, ctx);
+    const skipped: SkippedEntry[] = [];
+    const raw = await collectRaw(input, ctx, skipped);
+    if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
     const entries = validateEntries(raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
     // withStore may run this more than once (a lock lost mid-way): entries appended by an
     // earlier attempt are this call's, not duplicates.
@@ -197,6 +225,7 @@ Examples:
             batchAgeMs,
             flushed: [...store.resumed, ...outcome.flushed],
             failed: outcome.failed,
+            skipped,
           };
         },
         { lockTimeoutMs: INBOX_AFTER_MS },
@@ -208,7 +237,7 @@ Examples:
       const layout = storeLayout(ctx.dataRoot);
       const queued = rest.length > 0 ? queueInInbox(ctx, layout, rest) : undefined;
       ctx.log.info('store busy; entries queued in the inbox', { file: queued, entries: rest.length });
-      return { accepted: acceptedIds.size + rest.length, duplicates: 0, pending: null, batchAgeMs: null, flushed: [], failed: [], queued };
+      return { accepted: acceptedIds.size + rest.length, duplicates: 0, pending: null, batchAgeMs: null, flushed: [], failed: [], skipped, queued };
     }
   },
   formatText: (r) =>
@@ -216,5 +245,6 @@ Examples:
       ? `accepted ${r.accepted}: the store was busy, so they were queued in ${r.queued} (merged by the next call)`
       : `accepted ${r.accepted}, duplicates ${r.duplicates}, pending ${r.pending} (oldest ${Math.round((r.batchAgeMs ?? 0) / 1000)} s)`) +
     r.flushed.map((f) => `\nflushed ${f.entryCount} entries (${f.trigger}) → ${f.file}`).join('') +
+    r.skipped.map((k) => `\nskipped ${k.entryId}: ${k.reason}`).join('') +
     r.failed.map((f) => `\nflush FAILED, ${f.entryCount} entries parked in ${f.file}: ${f.error}`).join(''),
 };
