@@ -120,7 +120,11 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
   let lock: StoreLock | undefined;
   try {
     assertOwnDataRoot(ctx);
+    const fresh = !ctx.fs.stat(ctx.dataRoot);
     ctx.fs.mkdirp(layout.journal);
+    // A new data root ignores itself, so `git add -A` in the user's repository never commits the
+    // journal, user ids or metrics (and nothing outside the data root is touched for it).
+    if (fresh) ctx.fs.writeFileDurable(path.join(ctx.dataRoot, '.gitignore'), '# FlowForge Aggregation data: never committed\n*\n');
     lock = await acquireLock(layout.lockTarget, lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs });
     const { journal, quarantine } = openJournal(layout.journal, layout.errors, ctx.fs, ctx.now);
     if (quarantine.badRecords > 0) {

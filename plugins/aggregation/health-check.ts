@@ -8,6 +8,7 @@
  *
  * Run it with the store open (`withStore`), so the pending count and metrics are consistent.
  */
+import { recentHookFailures } from './hook-failures.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Alert } from '../../src/config/schema.js';
@@ -127,6 +128,7 @@ export function runHealthCheck(ctx: HandlerContext, store: OpenStore, extra: Hea
     quarantined: recovery.quarantined,
     batchAgeMs,
     maxAge: ctx.config.maxAge,
+    hookFailures: recentHookFailures(ctx),
     memoryPercent: memory.percent,
     disk: disk ?? undefined,
   });

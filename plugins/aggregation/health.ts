@@ -22,7 +22,7 @@ export const DISK_CRITICAL_FREE_BYTES = 100 * 1024 * 1024;
 
 /** One finding of {@link evaluateHealth}; `type` is also the `type` of the alert it becomes. */
 export interface HealthIssue {
-  type: 'success-rate' | 'performance' | 'failed-batches' | 'abandoned-batches' | 'quarantined-files' | 'stale-pending' | 'memory' | 'disk-space';
+  type: 'success-rate' | 'performance' | 'failed-batches' | 'abandoned-batches' | 'quarantined-files' | 'stale-pending' | 'memory' | 'disk-space' | 'hook-failures';
   severity: Exclude<Severity, 'none'>;
   message: string;
 }
@@ -47,6 +47,8 @@ export interface HealthInput {
   memoryPercent?: number;
   /** Disk space of the data root's file system, bytes. Optional (not checked when absent). */
   disk?: { freeBytes: number; totalBytes: number };
+  /** Git-hook calls that failed in the last 24 h (their entries were not recorded). Optional. */
+  hookFailures?: { count: number; last: string; lastAt: number };
 }
 
 /** Result of {@link evaluateHealth}: the `health` object of `aggregate-status`. */
@@ -71,6 +73,13 @@ export function evaluateHealth(h: HealthInput): HealthSummary {
   if (h.failed > 0) issues.push({ type: 'failed-batches', severity: 'warning', message: `${h.failed} failed batch(es) waiting in recovery/` });
   if (h.abandoned > 0) issues.push({ type: 'abandoned-batches', severity: 'critical', message: `${h.abandoned} batch(es) abandoned after the retry limit (recovery/abandoned/)` });
   if (h.quarantined > 0) issues.push({ type: 'quarantined-files', severity: 'warning', message: `${h.quarantined} quarantined file(s) in recovery/errors/` });
+  if (h.hookFailures && h.hookFailures.count > 0) {
+    issues.push({
+      type: 'hook-failures',
+      severity: 'warning',
+      message: `${h.hookFailures.count} git-hook call(s) failed in the last 24 h, so their commits or checkouts were not recorded; last at ${new Date(h.hookFailures.lastAt).toISOString()}: ${h.hookFailures.last} (fix it, then \`aggregate --source=git-log\` imports the missed commits)`,
+    });
+  }
   if (h.batchAgeMs > 2 * h.maxAge) issues.push({ type: 'stale-pending', severity: 'warning', message: `oldest pending entry is ${Math.round(h.batchAgeMs / 1000)} s old (maxAge ${h.maxAge} ms)` });
   if (h.memoryPercent !== undefined && h.memoryPercent > MEMORY_WARN_PERCENT) {
     issues.push({ type: 'memory', severity: 'warning', message: `memory use ${h.memoryPercent.toFixed(1)} % is above ${MEMORY_WARN_PERCENT} %` });

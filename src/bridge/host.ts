@@ -115,8 +115,12 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
         io.stdout.write(`${packageVersion()}\n`);
         return 0;
       }
-      io.stdout.write(hostHelp(reg));
-      if (globals.help) return 0;
+      if (globals.help) {
+        io.stdout.write(hostHelp(reg));
+        return 0;
+      }
+      // stdout keeps its one JSON document; the help goes to the person, on stderr.
+      if (!out.quiet) io.stderr.write(hostHelp(reg));
       throw new UsageError(messages.noAction(reg.actions().map((a) => a.name)));
     }
     const entry = reg.lookup(action);
@@ -219,7 +223,7 @@ function report(error: unknown, action: string, out: Output, io: HostIo, logger:
     io.stdout.write(JSON.stringify({ ok: false, action, error: { code, message, details } }) + '\n');
   }
   if (!out.quiet || out.format === 'text') {
-    io.stderr.write(`provider-bridge ${action}: ${message}\n${details.map((d) => `  - ${d.path}: ${d.message}\n`).join('')}`);
+    io.stderr.write(`provider-bridge${action ? ` ${action}` : ''}: ${message}\n${details.map((d) => `  - ${d.path}: ${d.message}\n`).join('')}`);
   }
   if (!known && io.env.FLOWFORGE_DEBUG) io.stderr.write(`${(error as Error)?.stack}\n`);
   return exitCode;

@@ -135,4 +135,10 @@ test('--hook never fails or prints: a bad config is written to the aggregation l
   t.is(lines.length, 1);
   t.like(lines[0], { level: 'error', msg: 'hook invocation failed', action: 'aggregate', code: 'E_CONFIG' });
   t.false(fs.existsSync(path.join(dir, '.flowforge/aggregated')), 'nothing was accepted');
+  // Once the config is fixed, status says commits went unrecorded.
+  fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ batchSize: 5 }));
+  const status = runCli(['aggregate-status'], { cwd: dir });
+  t.is(status.json.result.health.status, 'degraded');
+  t.deepEqual(status.json.result.health.issues.map((i: { type: string }) => i.type), ['hook-failures']);
+  t.regex(status.json.result.health.issues[0].message, /^1 git-hook call\(s\) failed in the last 24 h/);
 });

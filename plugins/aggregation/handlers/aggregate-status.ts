@@ -3,6 +3,7 @@
  * age trigger, as every action does (SPEC §5). Costs do not grow with history: batch counts
  * come from the journal's totals, never from listing batch files.
  */
+import { recentHookFailures } from '../hook-failures.js';
 import * as v from 'valibot';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import { withStore } from '../aggregator.js';
@@ -64,6 +65,7 @@ abandoned / quarantined files, flush metrics and health. Applies the age trigger
           quarantined: recovery.errors,
           batchAgeMs,
           maxAge: ctx.config.maxAge,
+          hookFailures: recentHookFailures(ctx),
         }),
         lastFlushAt: totals.lastFlushAt,
         flushed: [...store.resumed, ...outcome.flushed],
