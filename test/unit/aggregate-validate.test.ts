@@ -152,3 +152,11 @@ test('several problems at once are all listed, exit 1 through the real CLI', asy
   ]);
   t.regex(run.stderr, new RegExp(`- aggregated/${second!.replace(/\./g, '\\.')}: empty file`));
 });
+
+test('a deleted batch file is reported as missing, with the number of entries recorded in it', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const [first] = await storeWithTwoBatches(s);
+  fs.rmSync(agg(s, first!));
+  const id = first!.replace(/\.json$/, '');
+  t.deepEqual(await problems(t, s), [{ path: `aggregated/${first}`, message: `batch ${id} is missing: 2 entries recorded in it are in no batch, failed or abandoned file` }]);
+});

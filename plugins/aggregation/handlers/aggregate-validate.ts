@@ -82,7 +82,10 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
   const batchIds = new Map<string, string>();
   const inBatches: string[] = [];
 
+  /** Batch ids that have a file, usable or not (a bad file is reported as bad, not missing). */
+  const present = new Set<string>();
   const check = (kind: Kind, dir: string, name: string) => {
+    present.add(name.slice(0, name.length - SUFFIX[kind].length));
     const file = path.join(dir, name);
     const where = rel(file);
     // With --repair, an unusable file is moved to recovery/errors/ (never deleted), where
@@ -159,6 +162,22 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
     if (!store.journal.hasId(id) && !indexed.has(id)) {
       problems.push({ path: seen.get(id)!, message: `entry ${id} is in neither the id index nor the journal: a re-sent copy would not be detected as a duplicate` });
     }
+  }
+
+  // Every batch the store recorded (index shards, journal commits) must still be a file: a
+  // deleted or moved batch file is entries lost, and they could not even be sent again (their
+  // ids are still known as duplicates).
+  const recorded = new Map<string, number>();
+  for (const name of ctx.fs.readdir(layout.index).filter((n) => /^ids-[0-9a-f]{2}\.tsv$/.test(n))) {
+    for (const line of ctx.fs.readFile(path.join(layout.index, name)).toString('utf8').split('\n')) {
+      const tab = line.indexOf('\t');
+      if (tab > 0) recorded.set(line.slice(tab + 1), (recorded.get(line.slice(tab + 1)) ?? 0) + 1);
+    }
+  }
+  for (const c of store.journal.committed) recorded.set(c.batchId, (recorded.get(c.batchId) ?? 0) + 1);
+  for (const [batchId, count] of [...recorded].sort()) {
+    if (batchIds.has(batchId) || present.has(batchId) || !BATCH_ID_PATTERN.test(batchId)) continue;
+    problems.push({ path: rel(path.join(layout.aggregated, `${batchId}.json`)), message: `batch ${batchId} is missing: ${count} entr${count === 1 ? 'y' : 'ies'} recorded in it are in no batch, failed or abandoned file` });
   }
 
   if (store.quarantine.badRecords > 0) {
