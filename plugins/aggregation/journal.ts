@@ -12,6 +12,8 @@
  * - `c` commit: `{t:"c", at, batches: [...same]}` — the entries `from..to` (seqs) now live in
  *   that batch file (or, with `failed`, in `recovery/<batch>.failed.json`)
  * - `a` abort: `{t:"a", at}` — the open intent's files were never completed
+ * - `r` recovered: `{t:"r", at, b, n}` — the recovery pass wrote failed batch `b` (`n` entries)
+ *   as a batch file; counted once per batch id in the totals
  *
  * Seqs are contiguous and batches always take the oldest pending entries, so "committed" is a
  * single high-water mark `committedTo`. Records that fail their checksum, do not parse, or are a
@@ -49,6 +51,8 @@ export interface JournalTotals {
   failedBatches: number;
   /** Epoch ms of the last commit, or null. */
   lastFlushAt: number | null;
+  /** Ids of failed batches the recovery pass wrote as batch files (counted once each). */
+  recovered: string[];
 }
 
 type HeaderRecord = { t: 'h'; committedTo: number; nextSeq: number; totals: JournalTotals };
@@ -56,7 +60,8 @@ type EntryRecord = { t: 'e'; s: number; at: number; e: Entry };
 type IntentRecord = { t: 'i'; at: number; batches: BatchRange[] };
 type CommitRecord = { t: 'c'; at: number; batches: BatchRange[] };
 type AbortRecord = { t: 'a'; at: number };
-type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord;
+type RecoveredRecord = { t: 'r'; at: number; b: string; n: number };
+type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord | RecoveredRecord;
 
 /** What a load found wrong and moved aside. */
 export interface QuarantineReport {
@@ -88,6 +93,8 @@ export interface Journal {
   commit(batches: BatchRange[], at: number, entryCounts: number[]): void;
   /** Records that the open intent was abandoned (its entries stay pending). */
   abort(at: number): void;
+  /** Records that the recovery pass wrote failed batch `batchId` (`entryCount` entries) as a batch file. */
+  recovered(batchId: string, entryCount: number, at: number): void;
   /**
    * Rewrites the journal atomically with only a header and the pending entries. Call only after
    * `committed` ids are durably in the index.
@@ -117,7 +124,7 @@ function decodeLine(line: string): JournalRecord | undefined {
   }
 }
 
-const emptyTotals = (): JournalTotals => ({ batches: 0, batchEntries: 0, failedBatches: 0, lastFlushAt: null });
+const emptyTotals = (): JournalTotals => ({ batches: 0, batchEntries: 0, failedBatches: 0, lastFlushAt: null, recovered: [] });
 
 /**
  * Opens (creating if needed) the journal in `dir`, replays it and quarantines bad records into
@@ -144,6 +151,13 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
   const goodLines: string[] = [];
   const badChunks: string[] = [];
 
+  const applyRecovered = (b: string, n: number) => {
+    if (totals.recovered.includes(b)) return; // recorded again after a crash: counted once
+    totals.recovered.push(b);
+    totals.batches++;
+    totals.batchEntries += n;
+    totals.failedBatches = Math.max(0, totals.failedBatches - 1);
+  };
   const applyCommit = (batches: BatchRange[], counts?: number[]) => {
     batches.forEach((range, i) => {
       committedTo = Math.max(committedTo, range.to);
@@ -183,7 +197,7 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
       case 'h':
         committedTo = record.committedTo;
         nextSeq = record.nextSeq;
-        totals = { ...emptyTotals(), ...record.totals };
+        totals = { ...emptyTotals(), ...record.totals, recovered: [...(record.totals.recovered ?? [])] };
         break;
       case 'e':
         entries.set(record.s, { seq: record.s, appendedAt: record.at, entry: record.e });
@@ -199,6 +213,9 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
         break;
       case 'a':
         openIntent = undefined;
+        break;
+      case 'r':
+        applyRecovered(record.b, record.n);
         break;
       default:
         badChunks.push(line);
@@ -300,6 +317,11 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
     abort(at) {
       write([{ t: 'a', at }]);
       openIntent = undefined;
+    },
+    recovered(batchId, entryCount, at) {
+      if (totals.recovered.includes(batchId)) return;
+      write([{ t: 'r', at, b: batchId, n: entryCount }]);
+      applyRecovered(batchId, entryCount);
     },
     compact() {
       if (fd !== undefined) {

@@ -97,6 +97,8 @@ export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: st
       if (!(existing && 'batch' in existing && existing.batch.checksum === doc.checksum)) {
         writeBatchFile(ctx.fs, target, makeBatch(doc.batchId, now, doc.entries, true));
       }
+      // Counted in the store's totals before the failed copy goes (a repeat is ignored by id).
+      store.journal.recovered(doc.batchId, doc.entryCount, now);
       ctx.fs.removeDurable(failedPath);
       result.succeeded++;
       log.info('recovered a failed batch', { batchId: doc.batchId, entries: doc.entryCount });

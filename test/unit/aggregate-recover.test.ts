@@ -27,6 +27,11 @@ test('a parked batch is recovered as a batch file with recovered: true and the f
   t.is(batches[0]!.batchId, parked.batchId);
   t.true(batches[0]!.recovered);
   t.deepEqual(batches[0]!.entries.map((e) => e.entryId), ['id-1', 'id-2']);
+  // The recovered batch counts in status, once, even if the pass is recorded again.
+  const { aggregateStatus } = await import('../../plugins/aggregation/handlers/aggregate-status.js');
+  t.like((await aggregateStatus.run({}, s.ctx)).batches, { count: 1, entries: 2 });
+  t.like(await aggregateRecover.run({}, s.ctx), { processed: 0 });
+  t.like((await aggregateStatus.run({}, s.ctx)).batches, { count: 1, entries: 2 });
 });
 
 test('failing retries back off, then the batch is abandoned after batchRetryLimit', async (t) => {

@@ -92,10 +92,10 @@ test('commit moves a range out of pending; totals and committed ids follow; comp
     { entryId: 'id-2', batchId: 'batch_1' },
     { entryId: 'id-3', batchId: 'batch_1' },
   ]);
-  t.deepEqual(journal.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001 });
+  t.deepEqual(journal.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001, recovered: [] });
   journal.close();
   const reopened = s.open().journal;
-  t.deepEqual(reopened.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001 });
+  t.deepEqual(reopened.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001, recovered: [] });
   t.is(reopened.committed.length, 3);
   reopened.compact();
   reopened.close();
@@ -106,7 +106,7 @@ test('commit moves a range out of pending; totals and committed ids follow; comp
   ]);
   t.is(compacted.committed.length, 0);
   t.false(compacted.hasId('id-1'));
-  t.deepEqual(compacted.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001 });
+  t.deepEqual(compacted.totals, { batches: 1, batchEntries: 3, failedBatches: 0, lastFlushAt: 2001, recovered: [] });
   compacted.append([entry(6)], 3000);
   t.deepEqual(compacted.pending.map((p) => p.seq), [4, 5, 6]);
 });
