@@ -120,11 +120,11 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
   let lock: StoreLock | undefined;
   try {
     assertOwnDataRoot(ctx);
-    const fresh = !ctx.fs.stat(ctx.dataRoot);
     ctx.fs.mkdirp(layout.journal);
-    // A new data root ignores itself, so `git add -A` in the user's repository never commits the
+    // The data root ignores itself, so `git add -A` in the user's repository never commits the
     // journal, user ids or metrics (and nothing outside the data root is touched for it).
-    if (fresh) ctx.fs.writeFileDurable(path.join(ctx.dataRoot, '.gitignore'), '# FlowForge Aggregation data: never committed\n*\n');
+    const ignore = path.join(ctx.dataRoot, '.gitignore');
+    if (!ctx.fs.stat(ignore)) ctx.fs.writeFileDurable(ignore, '# FlowForge Aggregation data: never committed\n*\n');
     lock = await acquireLock(layout.lockTarget, lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs });
     const { journal, quarantine } = openJournal(layout.journal, layout.errors, ctx.fs, ctx.now);
     if (quarantine.badRecords > 0) {
@@ -164,7 +164,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
  * folder, owned by another user (a planted `.flowforge -> /home/other/...` must not make us
  * write into their files). Throws IoError (exit 1) naming both paths and owners.
  */
-function assertOwnDataRoot(ctx: HandlerContext): void {
+export function assertOwnDataRoot(ctx: HandlerContext): void {
   const uid = process.getuid?.();
   if (uid === undefined) return; // no ownership model (Windows)
   const link = ctx.fs.lstat(ctx.dataRoot);

@@ -64,6 +64,8 @@ export interface FsPrimitives {
    */
   atomicReplace(file: string, data: string | Buffer, options?: { fsync?: boolean }): void;
   rename(from: string, to: string): void;
+  /** Creates `file` with `data` only if it does not exist (EEXIST otherwise), 0600, fsynced. */
+  createExclusive(file: string, data: string | Buffer): void;
   /** unlink; ENOENT propagates. */
   unlink(file: string): void;
   /** fsync of a directory: creates, renames and unlinks in it become durable. */
@@ -146,6 +148,17 @@ export function createNodePrimitives(): FsPrimitives {
     close: (fd) => fs.closeSync(fd),
     atomicReplace: (file, data, options) => atomicWriteSync()(file, data, { mode: FILE_MODE, fsync: options?.fsync ?? true }),
     rename: (from, to) => fs.renameSync(from, to),
+    createExclusive: (file, data) => {
+      const fd = fs.openSync(file, 'wx', FILE_MODE);
+      try {
+        const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+        let offset = 0;
+        while (offset < bytes.length) offset += fs.writeSync(fd, bytes, offset, bytes.length - offset);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
     unlink: (file) => fs.unlinkSync(file),
     fsyncDir: (dir) => {
       const fd = fs.openSync(dir, 'r');

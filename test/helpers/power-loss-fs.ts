@@ -164,6 +164,13 @@ export class SimulatedDisk {
         this.files.delete(from);
         this.files.set(to, inode);
       },
+      createExclusive: (file, data) => {
+        this.mutate();
+        this.parentMustExist(file);
+        if (this.files.has(file)) throw errno('EEXIST', file);
+        const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+        this.files.set(file, { data: bytes, synced: Buffer.from(bytes) });
+      },
       unlink: (file) => {
         this.mutate();
         if (!this.files.delete(file)) throw errno('ENOENT', file);

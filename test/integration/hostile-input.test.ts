@@ -215,3 +215,25 @@ test('the per-user rate limit rejects a runaway caller with a message naming the
   t.like(send('bob', 0, 5).json.result, { accepted: 5 });
   t.like(send('ana', 3, 2).json.result, { accepted: 2, pending: 10 });
 });
+
+test('privacy.anonymizeUsers: user ids are stored as keyed pseudonyms, the same user always the same, the secret 0600', (t) => {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, '.git'));
+  fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ privacy: { anonymizeUsers: true } }));
+  const e = (id: string, user: string) => JSON.stringify({ entryId: id, userId: user, action: 'work', timestamp: Date.now() - 1000 });
+  t.is(runCli(['aggregate', `--entry=${e('p1', 'alice@example.com')}`, `--entry=${e('p2', 'bob@example.com')}`], { cwd: dir }).code, 0);
+  t.is(runCli(['aggregate', `--entry=${e('p3', 'alice@example.com')}`], { cwd: dir }).code, 0);
+  t.is(runCli(['aggregate-force'], { cwd: dir }).code, 0);
+  const root = path.join(dir, '.flowforge');
+  const secret = path.join(root, 'secret.key');
+  t.is((fs.statSync(secret).mode & 0o777).toString(8), '600');
+  t.regex(fs.readFileSync(secret, 'utf8'), /^[0-9a-f]{64}\n$/);
+  const batch = fs.readdirSync(path.join(root, 'aggregated')).find((n) => n.startsWith('batch_'))!;
+  const users = JSON.parse(fs.readFileSync(path.join(root, 'aggregated', batch), 'utf8')).entries.map((x: { userId: string }) => x.userId);
+  t.is(users.length, 3);
+  t.true(users.every((u: string) => /^u_[0-9a-f]{24}$/.test(u)));
+  t.is(users[0], users[2], 'the same user, the same pseudonym');
+  t.not(users[0], users[1]);
+  const walk = (d: string): string[] => fs.readdirSync(d, { withFileTypes: true }).flatMap((x) => (x.isDirectory() ? walk(path.join(d, x.name)) : [path.join(d, x.name)]));
+  for (const f of walk(root)) t.false(fs.readFileSync(f, 'utf8').includes('example.com'), `${path.relative(dir, f)} holds a clear user id`);
+});

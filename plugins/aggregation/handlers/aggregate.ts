@@ -204,7 +204,11 @@ Examples:
       throw new UsageError('aggregate needs at least one source: --entry, --input or --source (see provider-bridge aggregate --help)');
     }
     const skipped: SkippedEntry[] = [];
-    const raw = await collectRaw(input, ctx, skipped);
+    let raw = await collectRaw(input, ctx, skipped);
+    if (ctx.config.privacy.anonymizeUsers) {
+      const { anonymizeRaw, loadOrCreateSecret } = await import('../privacy.js');
+      raw = anonymizeRaw(raw, loadOrCreateSecret(ctx));
+    }
     if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
     const entries = validateEntries(raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
     // withStore may run this more than once (a lock lost mid-way): entries appended by an

@@ -1,0 +1,59 @@
+/**
+ * `privacy.anonymizeUsers` (SPEC §9, issue 6 item 4): user ids are replaced by a keyed hash
+ * before anything is validated, written or synced — `u_` + the first 24 hex digits of
+ * HMAC-SHA-256(secret, userId). The secret is per data root: 32 random bytes, hex, in
+ * `<data root>/secret.key` (0600), created once (exclusive create, so two first callers cannot
+ * pick different secrets) and never printed. Entry ids derived later use the pseudonym, so the
+ * clear id is not recoverable from them either.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import type { HandlerContext } from '../../src/core/context.js';
+import { assertOwnDataRoot } from './aggregator.js';
+
+export const SECRET_FILE = 'secret.key';
+
+/** The data root's secret, created on first use. Throws the port's error when it cannot be read or made. */
+export function loadOrCreateSecret(ctx: HandlerContext): string {
+  assertOwnDataRoot(ctx);
+  const file = path.join(ctx.dataRoot, SECRET_FILE);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      const secret = ctx.fs.readFile(file).toString('utf8').trim();
+      if (/^[0-9a-f]{64}$/.test(secret)) return secret;
+      // Another process is between its exclusive create and its write: read again shortly.
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      ctx.fs.mkdirp(ctx.dataRoot);
+      try {
+        ctx.fs.createExclusive(file, randomBytes(32).toString('hex') + '\n');
+        ctx.fs.fsyncDir(ctx.dataRoot);
+      } catch (createError) {
+        if ((createError as NodeJS.ErrnoException).code !== 'EEXIST') throw createError;
+      }
+      continue;
+    }
+    const until = Date.now() + 5;
+    while (Date.now() < until) {
+      /* a few ms for the other writer */
+    }
+  }
+  throw new Error(`${file} does not hold a valid secret (64 hex digits); move it away to create a new one`);
+}
+
+/** The pseudonym of `userId` under `secret`. */
+export function pseudonym(secret: string, userId: string): string {
+  return 'u_' + createHmac('sha256', secret).update(userId).digest('hex').slice(0, 24);
+}
+
+/**
+ * Replaces the string `userId` of every raw entry object by its pseudonym (other values are
+ * left for validation to report). Returns new objects; the input is not changed.
+ */
+export function anonymizeRaw(raw: unknown[], secret: string): unknown[] {
+  return raw.map((item) => {
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) return item;
+    const entry = item as Record<string, unknown>;
+    return typeof entry.userId === 'string' && entry.userId !== '' ? { ...entry, userId: pseudonym(secret, entry.userId) } : item;
+  });
+}
