@@ -58,7 +58,7 @@ export const ENTRY_MESSAGES = {
   missing: (field: string) => `${field} is required`,
   textType: (field: string) => `${field} must be a string`,
   textLength: (field: string, max: number) => `${field} must be 1–${max} characters`,
-  controlChars: (field: string) => `${field} must not contain control characters`,
+  controlChars: (field: string) => `${field} must not contain control or bidirectional-override characters`,
   actionChars: 'action must be 1–64 characters of A–Z a–z 0–9 _ . : -',
   timestampType: 'timestamp must be a number (epoch milliseconds, or epoch seconds below 1e11) or an ISO-8601 string with an offset',
   timestampFinite: 'timestamp must be a finite number (not NaN or Infinity)',
@@ -78,8 +78,10 @@ export const ENTRY_MESSAGES = {
 } as const;
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+// C0/C1 controls, and the bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069)
+// that make text display in a different order than it is stored ("Trojan Source").
 // eslint-disable-next-line no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 const ACTION_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 const ISO_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(?:(Z)|([+-])(\d{2}):(\d{2}))$/;
 const NUMERIC_STRING_RE = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;

@@ -158,9 +158,12 @@ test('userId: length 1–128 and no control characters', (t) => {
     { ...base, userId: 'del\u007f' },
     { ...base, userId: 'c1\u0085' },
     { ...base, userId: 42 },
+    { ...base, userId: 'admin\u202Enimda' },
+    { ...base, userId: 'iso\u2066late' },
   ]);
-  t.deepEqual(paths(error), ['[0].userId', '[1].userId', '[2].userId', '[3].userId', '[4].userId', '[5].userId', '[6].userId']);
-  t.is(error.details[2]!.message, 'userId must not contain control characters');
+  t.deepEqual(paths(error), ['[0].userId', '[1].userId', '[2].userId', '[3].userId', '[4].userId', '[5].userId', '[6].userId', '[7].userId', '[8].userId']);
+  t.is(error.details[2]!.message, 'userId must not contain control or bidirectional-override characters');
+  t.is(error.details[7]!.message, 'userId must not contain control or bidirectional-override characters');
   t.is(error.details[6]!.message, 'userId must be a string');
   t.is(error.details[6]!.value, 42);
 });
