@@ -43,6 +43,23 @@ export const METADATA_MAX_DEPTH = 5;
 export const MIN_TIMESTAMP_MS = 946_684_800_000;
 /** Numbers below this are epoch seconds, at or above it epoch milliseconds (SPEC §4). */
 export const SECONDS_THRESHOLD = 1e11;
+/** A key as compared for redaction: lower case, without `-`, `_`, `.` or spaces (`API_Key` → `apikey`). */
+export function normalizeKey(key: string): string {
+  return key.toLowerCase().replace(/[-_. ]/g, '');
+}
+
+/**
+ * Whether a metadata key falls under the redaction list: its normalized form contains a
+ * normalized redaction key, so `accessToken`, `x-api-key`, `db_password` and `Cookie` are all
+ * caught by the defaults. Redacting a harmless key by mistake costs a value; missing a secret
+ * would write it to disk, so the match errs on the side of redacting.
+ */
+export function isRedacted(redact: ReadonlySet<string>, key: string): boolean {
+  const k = normalizeKey(key);
+  for (const r of redact) if (k.includes(r)) return true;
+  return false;
+}
+
 /** The replacement of a redacted metadata value (SPEC §4). */
 export const REDACTED = '[REDACTED]';
 
@@ -113,7 +130,7 @@ interface MetaProblem {
 interface CallOptions {
   now: number;
   maxClockSkew: number;
-  /** Lower-cased redaction keys. */
+  /** Redaction keys, normalized with {@link normalizeKey}. */
   redact: Set<string>;
   /**
    * Normalized metadata → its canonical JSON when validation had to compute it; otherwise
@@ -222,7 +239,7 @@ function normalizeMetadata(meta: Record<string, unknown>, walk: Walk): Record<st
       problems.push({ path: [key], message: ENTRY_MESSAGES.forbiddenKey(key) });
       continue;
     }
-    if (redact.size > 0 && redact.has(key.toLowerCase())) {
+    if (redact.size > 0 && isRedacted(redact, key)) {
       out[key] = REDACTED;
       walk.bound += REDACTED.length + 2;
       continue;
@@ -314,7 +331,7 @@ function copyJson(
       problems.push({ path: [...here, k], message: ENTRY_MESSAGES.forbiddenKey(k) });
       continue;
     }
-    if (walk.redact.size > 0 && walk.redact.has(k.toLowerCase())) {
+    if (walk.redact.size > 0 && isRedacted(walk.redact, k)) {
       out[k] = REDACTED;
       walk.bound += REDACTED.length + 2;
       continue;
@@ -435,7 +452,7 @@ function displayValue(value: unknown): unknown {
  * Output entries are fresh objects with keys in the order entryId, userId, action, timestamp,
  * metadata (omitted when absent); `timestamp` is integer epoch milliseconds; numeric
  * `metadata.taskId` becomes a string; metadata values under a key equal to one of
- * `opts.redactKeys` (case-insensitive, at any depth) are `"[REDACTED]"`; `entryId` is the
+ * `opts.redactKeys` (see {@link isRedacted}: case- and separator-insensitive, contained, at any depth) are `"[REDACTED]"`; `entryId` is the
  * given one or {@link deriveEntryId}. The input is never mutated.
  *
  * @param raw items as parsed from JSON (or built by a source)
@@ -447,7 +464,7 @@ export function validateEntries(raw: unknown[], opts: { now: number; maxClockSke
   const schemaOpts: CallOptions = {
     now: opts.now,
     maxClockSkew: opts.maxClockSkew,
-    redact: new Set(opts.redactKeys.map((k) => k.toLowerCase())),
+    redact: new Set(opts.redactKeys.map(normalizeKey).filter((k) => k !== '')),
     canonicalMetadata: new WeakMap(),
   };
   const schema = createEntrySchema(schemaOpts);

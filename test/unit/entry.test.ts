@@ -285,19 +285,25 @@ test('metadata size: 16384 UTF-8 bytes accepted, 16385 rejected (multi-byte char
   ]);
 });
 
-test('redaction: keys matched case-insensitively at any depth, input not mutated', (t) => {
+test('redaction: keys matched ignoring case and separators, contained, at any depth, input not mutated', (t) => {
   const meta = {
     Token: 'abc',
     nested: { PASSWORD: 'p', list: [{ apikey: { deep: 1 } }, { keep: 'me' }] },
     authorization: undefined,
-    cookieJar: 'not a match',
+    cookingTime: 'not a match',
+    cookieJar: 'jar',
+    x_api_key: 'k',
+    accessToken: 'a',
   };
   const snapshot = structuredClone(meta);
   const [e] = validateEntries([{ ...base, metadata: meta }], OPTS);
   t.deepEqual(e!.metadata, {
     Token: '[REDACTED]',
+    accessToken: '[REDACTED]',
     authorization: '[REDACTED]',
-    cookieJar: 'not a match',
+    cookieJar: '[REDACTED]',
+    cookingTime: 'not a match',
+    x_api_key: '[REDACTED]',
     nested: { PASSWORD: '[REDACTED]', list: [{ apikey: '[REDACTED]' }, { keep: 'me' }] },
   });
   t.deepEqual(meta, snapshot);
