@@ -131,7 +131,9 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
       ctx.log.warn('journal records quarantined', { ...quarantine, dir: layout.errors });
     }
     const index = openIdIndex(layout.index, ctx.fs);
-    const metrics = readMetrics(ctx.fs, layout.metrics);
+    const metrics = readMetrics(ctx.fs, layout.metrics, (error) =>
+      ctx.log.warn('metrics.json was unreadable; counters start again from zero', { file: layout.metrics, error: String(error) }),
+    );
     const heldLock = lock;
     const store = createOpenStore(ctx, layout, journal, index, metrics, quarantine, heldLock);
     store.resumed = resolveOpenIntent(ctx, store, heldLock);

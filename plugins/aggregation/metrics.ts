@@ -52,13 +52,17 @@ export function emptyMetrics(): MetricsFile {
   };
 }
 
-/** Reads metrics.json; a missing or unreadable file gives fresh counters (metrics are advisory). */
-export function readMetrics(fsPort: FsPort, file: string): MetricsFile {
+/**
+ * Reads metrics.json; a missing or unreadable file gives fresh counters (metrics are advisory).
+ * `onUnreadable` hears about a file that exists but does not parse, so it is not reset silently.
+ */
+export function readMetrics(fsPort: FsPort, file: string, onUnreadable?: (error: unknown) => void): MetricsFile {
   try {
     const parsed = JSON.parse(fsPort.readFile(file).toString('utf8')) as Partial<MetricsFile>;
     const base = emptyMetrics();
     return { ...base, ...parsed, recovery: { ...base.recovery, ...parsed.recovery }, flushesByTrigger: { ...parsed.flushesByTrigger } };
-  } catch {
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onUnreadable?.(error);
     return emptyMetrics();
   }
 }
