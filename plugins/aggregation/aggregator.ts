@@ -15,7 +15,7 @@ import type { HandlerContext } from '../../src/core/context.js';
 import { IoError, RateLimitError } from '../../src/core/errors.js';
 import { acquireLock, type StoreLock } from '../../src/core/lock.js';
 import { makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
-import { planFlush } from './flush-policy.js';
+import { autoBatchSize, planFlush } from './flush-policy.js';
 import { openIdIndex, type IdIndex } from './id-index.js';
 import { openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
 import { readInbox } from './inbox.js';
@@ -284,7 +284,14 @@ function createOpenStore(
   lock: StoreLock,
 ): OpenStore {
   const { config } = ctx;
-  const batchSize = config.batchSize;
+  /** `batchSize`, resolved for "auto" from (a sample of) the pending entries' sizes. */
+  const batchSizeNow = (pending: readonly JournalEntry[]): number => {
+    if (config.batchSize !== 'auto') return config.batchSize;
+    const step = Math.max(1, Math.floor(pending.length / 200));
+    const sample: number[] = [];
+    for (let i = 0; i < pending.length; i += step) sample.push(Buffer.byteLength(JSON.stringify(pending[i]!.entry)));
+    return autoBatchSize(sample);
+  };
 
   const writeWithRetries = async (file: string, write: () => void): Promise<string | undefined> => {
     let lastError = '';
@@ -346,7 +353,7 @@ function createOpenStore(
       const plan = planFlush({
         pendingAppendedAt: pending.map((p) => p.appendedAt),
         now,
-        batchSize,
+        batchSize: batchSizeNow(pending),
         flushThreshold: config.flushThreshold,
         maxAge: config.maxAge,
         manual: options.manual,

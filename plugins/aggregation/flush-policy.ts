@@ -26,6 +26,22 @@ export interface PlannedBatch {
   trigger: FlushTrigger;
 }
 
+/** Target size of a batch file for `batchSize: "auto"`, bytes. */
+export const AUTO_BATCH_TARGET_BYTES = 65_536;
+export const AUTO_BATCH_MIN = 10;
+export const AUTO_BATCH_MAX = 500;
+
+/**
+ * The batch size for `batchSize: "auto"`: ⌊64 KiB ÷ average serialized entry size⌋, clamped
+ * to 10–500 entries. `entryBytes` are serialized sizes in bytes (a sample is enough); with no
+ * sample it is 50, the seed's default.
+ */
+export function autoBatchSize(entryBytes: readonly number[]): number {
+  if (entryBytes.length === 0) return 50;
+  const average = entryBytes.reduce((a, b) => a + b, 0) / entryBytes.length;
+  return Math.min(AUTO_BATCH_MAX, Math.max(AUTO_BATCH_MIN, Math.floor(AUTO_BATCH_TARGET_BYTES / Math.max(1, average))));
+}
+
 export function thresholdCount(batchSize: number, flushThreshold: number): number {
   // Guard against float noise such as 0.9 × 50 = 45.00000000000001.
   return Math.max(1, Math.ceil(Number((flushThreshold * batchSize).toFixed(9))));

@@ -26,8 +26,17 @@ export interface Alert {
 
 /** Valibot schema of a config file's exported object. */
 export const ConfigSchema = v.strictObject({
-  /** Entries per batch file (1–10 000). */
-  batchSize: v.optional(v.pipe(positiveInt('batchSize'), v.maxValue(10_000, 'batchSize must be at most 10000')), 50),
+  /**
+   * Entries per batch file (1–10 000), or `"auto"`: sized from the average serialized entry so
+   * a batch file is about 64 KB, between 10 and 500 entries (the seed's dynamic batch sizing).
+   */
+  batchSize: v.optional(
+    v.union(
+      [v.literal('auto'), v.pipe(positiveInt('batchSize'), v.maxValue(10_000, 'batchSize must be at most 10000'))],
+      'batchSize must be a whole number from 1 to 10000, or "auto"',
+    ),
+    50,
+  ),
   /** Age trigger, milliseconds since the oldest pending entry was appended. */
   maxAge: v.optional(positiveInt('maxAge'), 30_000),
   /** Threshold trigger as a fraction of batchSize, in (0, 1]. */

@@ -140,3 +140,18 @@ test('a lock lost mid-operation: the call stops before its next write, starts ov
   const ids = s.batches().flatMap((b) => b.entries.map((e) => e.entryId));
   t.deepEqual(ids, ['id-1', 'id-2']);
 });
+
+test('batchSize "auto": small entries make batches of 500, 4 KB entries batches of about 64 KB', async (t) => {
+  const small = withTempStore(t, { batchSize: 'auto' });
+  const r1 = await aggregate.run(input(Array.from({ length: 1200 }, (_, i) => rawEntry(i, small.clock.now() - 1))), small.ctx);
+  t.deepEqual(r1.flushed.map((f) => [f.entryCount, f.trigger]), [
+    [500, 'size'],
+    [500, 'size'],
+  ]);
+  const large = withTempStore(t, { batchSize: 'auto' });
+  const r2 = await aggregate.run(input(Array.from({ length: 40 }, (_, i) => rawEntry(i, large.clock.now() - 1, { note: 'x'.repeat(4000) }))), large.ctx);
+  t.true(r2.flushed.length >= 2);
+  t.is(r2.flushed[0]!.entryCount, 15, '⌊65536 ÷ ~4.1 KB⌋');
+  const bytes = fs.statSync(path.join(large.dataRoot, r2.flushed[0]!.file)).size;
+  t.true(bytes > 50_000 && bytes < 70_000, `${bytes} bytes`);
+});

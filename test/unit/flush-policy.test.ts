@@ -39,3 +39,12 @@ test('manual flushes everything in chunks of batchSize', (t) => {
   ]);
   t.deepEqual(planFlush({ ...base, pendingAppendedAt: [], manual: true }), []);
 });
+
+test('batchSize "auto": 64 KiB ÷ average entry size, clamped to 10–500 entries', async (t) => {
+  const { autoBatchSize } = await import('../../plugins/aggregation/flush-policy.js');
+  t.is(autoBatchSize([]), 50);
+  t.is(autoBatchSize([100, 100]), 500, 'small entries: capped at 500');
+  t.is(autoBatchSize([1024]), 64);
+  t.is(autoBatchSize([4096, 4096]), 16);
+  t.is(autoBatchSize([16_384]), 10, 'large entries: at least 10');
+});
