@@ -77,7 +77,7 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
   const stopped = new Promise<string>((resolve) => (stop = resolve));
   const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
   const onSignal = (signal: NodeJS.Signals) => stop(signal);
-  // `on`, not `once`: proper-lockfile's signal-exit re-raises a signal when it finds itself the
+  // `on`, not `once`: signal-exit (loaded by write-file-atomic) re-raises a signal when it finds itself the
   // only listener, and a `once` listener is already removed when the signal is dispatched.
   for (const s of signals) process.on(s, onSignal);
   void options.stopWhen?.then(stop);

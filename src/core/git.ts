@@ -1,6 +1,6 @@
 /**
  * The git port: the only module that spawns git, always through simple-git (loaded lazily so
- * actions that need no git fact never pay for it). Implemented in full by the git sources work.
+ * actions that need no git fact never pay for it). The implementation is src/core/git-client.ts.
  */
 
 /** Facts about one commit, as used for `commit` entries (SPEC §4). */
