@@ -85,7 +85,8 @@ function splitAction(argv: string[]): { action?: string; rest: string[] } {
 }
 
 interface Output {
-  format: 'json' | 'text';
+  /** `json`, `text`, or a format from the handler's `renderers`. */
+  format: string;
   quiet: boolean;
   hook: boolean;
 }
@@ -106,9 +107,12 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
     out.hook = globals.hook === true;
     out.quiet = globals.quiet === true || out.hook;
     const format = globals.format as string | boolean | undefined;
-    if (typeof format === 'string') {
-      if (format !== 'json' && format !== 'text') throw new UsageError(messages.badFormat(format));
-      out.format = format;
+    // Action-specific formats (csv, html, prometheus…) are checked once the handler is loaded;
+    // until then errors keep the default JSON document on stdout.
+    const requestedFormat = typeof format === 'string' ? format : undefined;
+    if (requestedFormat === 'json' || requestedFormat === 'text') out.format = requestedFormat;
+    if (requestedFormat !== undefined && requestedFormat !== 'json' && requestedFormat !== 'text' && action === undefined) {
+      throw new UsageError(messages.badFormat(requestedFormat, ['json', 'text']));
     }
     if (action === undefined) {
       if (globals.version) {
@@ -126,6 +130,11 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
     const entry = reg.lookup(action);
     if (!entry) throw new UsageError(messages.unknownAction(action, reg.actions().map((a) => a.name)));
     const handler: AnyHandler = await entry.load();
+    if (requestedFormat !== undefined && out.format !== requestedFormat) {
+      const extra = Object.keys(handler.renderers ?? {});
+      if (!extra.includes(requestedFormat)) throw new UsageError(messages.badFormat(requestedFormat, ['json', 'text', ...extra]));
+      out.format = requestedFormat;
+    }
     const options = { ...GLOBAL_OPTIONS, ...handler.options };
     if (globals.help) {
       io.stdout.write(`${handler.help}\n\n${messages.globalOptions}\n`);
@@ -157,7 +166,11 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
     }
     if (!out.quiet) {
       if (out.format === 'json') io.stdout.write(JSON.stringify({ ok: true, action, result }) + '\n');
-      else io.stdout.write((handler.formatText ? handler.formatText(result) : JSON.stringify(result, null, 2)) + '\n');
+      else if (out.format === 'text') io.stdout.write((handler.formatText ? handler.formatText(result) : JSON.stringify(result, null, 2)) + '\n');
+      else {
+        const rendered = await handler.renderers![out.format]!(result);
+        io.stdout.write(rendered.endsWith('\n') ? rendered : `${rendered}\n`);
+      }
     }
     return 0;
   } catch (error) {

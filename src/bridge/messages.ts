@@ -17,7 +17,7 @@ export const messages = {
   unknownAction: (name: string, actions: string[]) => `Unknown action "${name}". Valid actions: ${actions.join(', ')}`,
   unknownOption: (option: string, action: string, valid: string[]) => `Unknown option ${option} for ${action}. Valid options: ${valid.map((o) => `--${o}`).join(', ')}`,
   badArguments: (action: string, detail: string) => `Invalid arguments for ${action}: ${detail}`,
-  badFormat: (value: string) => `--format must be json or text, got "${value}"`,
+  badFormat: (value: string, valid: string[]) => `--format must be one of ${valid.join(', ')}, got "${value}"`,
   invalidInput: (action: string, count: number) => `Invalid arguments for ${action} (${count} problem${count === 1 ? '' : 's'})`,
   internal: (message: string) => `Internal error: ${message}`,
 };

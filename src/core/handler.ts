@@ -31,6 +31,13 @@ export interface HandlerDefinition<TSchema extends v.GenericSchema = v.GenericSc
   run(input: v.InferOutput<TSchema>, ctx: HandlerContext): Promise<TResult>;
   /** Human rendering for `--format=text`; default is indented JSON. */
   formatText?(result: TResult): string;
+  /**
+   * Extra output formats this action offers beyond `json` and `text`, keyed by the `--format`
+   * value (e.g. `csv`, `html`, `prometheus`). Each returns (or resolves to) the whole stdout
+   * document, so a renderer may import its library lazily; the host adds the trailing newline
+   * when it is missing. Errors are still reported as with `text` (stderr, exit code).
+   */
+  renderers?: Record<string, (result: TResult) => string | Promise<string>>;
 }
 
 /** Any handler, for registries. */
