@@ -29,6 +29,8 @@ import { randomBytes } from 'node:crypto';
 export const FLUSH_ATTEMPTS = 3;
 /** First backoff between attempts, ms; doubled each time (25, 50). */
 export const FLUSH_BACKOFF_MS = 25;
+/** A flush of at least this many batches writes them as one group (concurrent fsyncs, one directory fsync). */
+export const GROUP_FLUSH_MIN_BATCHES = 2;
 /** Compact the journal once this many committed entries are still listed in it. */
 export const COMPACT_AFTER_ENTRIES = 256;
 
@@ -99,12 +101,12 @@ const newBatchId = (at: number): string => `batch_${String(at).padStart(13, '0')
  * (LockedError after 10 s), resumes an open intent, and after `fn` compacts the journal when due
  * and saves metrics. File-system errors become IoError naming the data root.
  */
-export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, options: { lockTimeoutMs?: number } = {}): Promise<T> {
+export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, options: StoreOptions = {}): Promise<T> {
   // A lock lost mid-operation aborts before the next durable step; every step is idempotent on
   // a fresh open (ingest dedupes by id, flush replans from the journal), so start over.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await withStoreOnce(ctx, fn, options.lockTimeoutMs);
+      return await withStoreOnce(ctx, fn, options);
     } catch (error) {
       if (!(error as { compromised?: boolean }).compromised || attempt >= LOCK_LOST_ATTEMPTS) throw error;
       ctx.log.warn('store lock lost mid-operation; starting over', { attempt });
@@ -115,7 +117,23 @@ export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) =
 /** Attempts of a whole store operation when its lock is lost mid-way. */
 export const LOCK_LOST_ATTEMPTS = 3;
 
-async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, lockTimeoutMs: number | undefined): Promise<T> {
+/**
+ * `lockTimeoutMs`: how long to wait for the store lock (default 30 s, then LockedError).
+ * `index`: an id index from {@link openStoreIndex} to reuse across calls in this process (a
+ * streamed ingest), so shards already read are not read again.
+ */
+export interface StoreOptions {
+  lockTimeoutMs?: number;
+  index?: IdIndex;
+}
+
+/** An id index for `ctx`'s data root, to pass as `StoreOptions.index` to several withStore calls. */
+export function openStoreIndex(ctx: HandlerContext): IdIndex {
+  return openIdIndex(storeLayout(ctx.dataRoot).index, ctx.fs);
+}
+
+async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, options: StoreOptions): Promise<T> {
+  const { lockTimeoutMs } = options;
   const layout = storeLayout(ctx.dataRoot);
   let lock: StoreLock | undefined;
   try {
@@ -130,7 +148,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
     if (quarantine.badRecords > 0) {
       ctx.log.warn('journal records quarantined', { ...quarantine, dir: layout.errors });
     }
-    const index = openIdIndex(layout.index, ctx.fs);
+    const index = options.index ?? openIdIndex(layout.index, ctx.fs);
     const metrics = readMetrics(ctx.fs, layout.metrics, (error) =>
       ctx.log.warn('metrics.json was unreadable; counters start again from zero', { file: layout.metrics, error: String(error) }),
     );
@@ -142,7 +160,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
       const result = await fn(store);
       if (journal.committed.length >= storeTuning.compactAfterEntries) {
         heldLock.assertHeld();
-        index.add(journal.committed);
+        await index.add(journal.committed);
         journal.compact();
       }
       return result;
@@ -372,16 +390,39 @@ function createOpenStore(
       );
       const done: BatchRange[] = [];
       const counts: number[] = [];
-      for (const chunk of chunks) {
+      const batches = chunks.map((chunk) => makeBatch(chunk.range.b, now, chunk.slice.map((je) => je.entry)));
+      // Group commit: several batches are written concurrently with ONE directory fsync; a
+      // batch the group could not write takes the one-by-one path below (retries, parking).
+      const grouped = new Map<number, number>();
+      if (chunks.length >= GROUP_FLUSH_MIN_BATCHES) {
         const started = performance.now();
-        const entries = chunk.slice.map((je) => je.entry);
+        lock.assertHeld();
+        let outcome: Array<Error | undefined>;
+        try {
+          outcome = await ctx.fs.writeFilesDurable(
+            layout.aggregated,
+            chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: JSON.stringify(batches[i]) })),
+          );
+        } catch (error) {
+          outcome = chunks.map(() => error as Error);
+        }
+        const eachMs = (performance.now() - started) / chunks.length;
+        outcome.forEach((error, i) => {
+          if (error === undefined) grouped.set(i, eachMs);
+          else ctx.log.warn('grouped batch write failed; writing it alone', { batchId: chunks[i]!.range.b, error: error.message });
+        });
+      }
+      for (const [i, chunk] of chunks.entries()) {
+        const started = performance.now();
+        const batch = batches[i]!;
+        const entries = batch.entries;
         const file = batchFile(layout, chunk.range.b);
-        const batch = makeBatch(chunk.range.b, now, entries);
         metrics.totalOperations++;
-        const error = await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batch));
+        const groupedMs = grouped.get(i);
+        const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batch));
         if (error === undefined) {
           metrics.successfulOperations++;
-          recordFlush(metrics, chunk.trigger, performance.now() - started);
+          recordFlush(metrics, chunk.trigger, groupedMs ?? performance.now() - started);
           done.push(chunk.range);
           counts.push(entries.length);
           outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });

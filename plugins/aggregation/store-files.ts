@@ -22,6 +22,9 @@ export const ROTATED_LOG_PATTERN = /^[^/]+\.log\.\d+$/;
 /** A transpiled `.ts` config `config-<hex>.mjs` in `cache/` (see src/config/load.ts). */
 export const CONFIG_CACHE_PATTERN = /^config-[0-9a-f]+\.mjs$/;
 
+/** Scratch copies of a large stdin (`cache/stdin-<pid>-<hex>.ndjson`) left by a killed `aggregate --input=-`. */
+export const STDIN_SPOOL_PATTERN = /^stdin-\d+-[0-9a-f]{8}\.ndjson$/;
+
 /**
  * Folders where the store writes files atomically and a killed process can leave a temp file:
  * `aggregated/` (batches, metrics.json), `aggregated/journal/` (compaction),

@@ -179,6 +179,11 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
   }
 }
 
+function writeAllSync(fd: number, data: Buffer): void {
+  let offset = 0;
+  while (offset < data.length) offset += fs.writeSync(fd, data, offset, data.length - offset);
+}
+
 /** At most this many problems are printed; the last detail then says how many were left out. */
 export const MAX_DETAILS = 1000;
 /** Offending values longer than this (characters of JSON) are shortened in error output. */
@@ -298,16 +303,31 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
       return client;
     },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    async readStdin(limitBytes) {
-      const chunks: Buffer[] = [];
+    async readStdin(limitBytes, spillFile) {
+      let chunks: Buffer[] = [];
       let total = 0;
-      for await (const chunk of io.stdin) {
-        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-        chunks.push(buf);
-        total += buf.length;
-        if (total > limitBytes) return undefined; // the rest is never read: memory stays bounded
+      let fd: number | undefined;
+      let spilled: string | undefined;
+      try {
+        for await (const chunk of io.stdin) {
+          const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+          total += buf.length;
+          if (fd !== undefined) {
+            writeAllSync(fd, buf);
+            continue;
+          }
+          chunks.push(buf);
+          if (total <= limitBytes) continue;
+          if (spillFile === undefined) return undefined; // the rest is never read: memory stays bounded
+          spilled = spillFile();
+          fd = fs.openSync(spilled, 'wx', 0o600);
+          for (const held of chunks) writeAllSync(fd, held);
+          chunks = [];
+        }
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd);
       }
-      return Buffer.concat(chunks);
+      return spilled !== undefined ? { spilled, bytes: total } : Buffer.concat(chunks);
     },
   };
 }

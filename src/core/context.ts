@@ -8,6 +8,13 @@ import type { FsPort } from './fs-port.js';
 import type { GitClient } from './git.js';
 import type { Logger } from './logger.js';
 
+/** Standard input copied to a scratch file because it was too long to hold in memory. */
+export interface StdinSpill {
+  spilled: string;
+  /** Total bytes read from stdin. */
+  bytes: number;
+}
+
 export interface HandlerContext {
   /** Wall clock, epoch milliseconds. */
   now(): number;
@@ -33,8 +40,12 @@ export interface HandlerContext {
   /** Waits `ms` milliseconds (backoff); tests pass an instant fake. */
   sleep(ms: number): Promise<void>;
   /**
-   * Reads standard input (for `--input=-`); undefined when it is longer than `limitBytes`, in
-   * which case reading stopped there and what was read is dropped (memory stays bounded).
+   * Reads standard input (for `--input=-`). Within `limitBytes` it returns the bytes. Longer
+   * input: without `spillFile`, undefined (reading stopped there and what was read is dropped);
+   * with `spillFile` (called only then, it prepares and returns the path), everything — what
+   * was read and the rest — is written to that new file (0600, created exclusively, not
+   * fsynced: a scratch copy) and `{spilled: file, bytes}` is returned. Memory stays bounded by
+   * `limitBytes` either way. Write errors are Node's errno errors.
    */
-  readStdin(limitBytes: number): Promise<Buffer | undefined>;
+  readStdin(limitBytes: number, spillFile?: () => string): Promise<Buffer | StdinSpill | undefined>;
 }

@@ -9,7 +9,7 @@
  */
 import type { FsPort } from './fs-port.js';
 
-const MUTATING: ReadonlySet<keyof FsPort> = new Set(['writeAll', 'fsync', 'writeFileDurable', 'renameDurable', 'removeDurable', 'fsyncDir', 'mkdirp']);
+const MUTATING: ReadonlySet<keyof FsPort> = new Set(['writeAll', 'fsync', 'writeFileDurable', 'renameDurable', 'removeDurable', 'fsyncDir', 'mkdirp', 'writeFilesDurable', 'appendAllDurable']);
 
 /**
  * Wraps `port`: each mutating call SIGKILLs the process (before, half way, after) with
@@ -29,7 +29,7 @@ export function withCrashInjection(port: FsPort, probability: number, random: ()
     const original = port[op] as (...args: unknown[]) => unknown;
     (wrapped as unknown as Record<string, unknown>)[op] = (...args: unknown[]) => {
       if (random() < probability) die();
-      if (faultProbability > 0 && (op === 'writeFileDurable' || op === 'renameDurable') && random() < faultProbability) {
+      if (faultProbability > 0 && (op === 'writeFileDurable' || op === 'renameDurable' || op === 'writeFilesDurable') && random() < faultProbability) {
         throw Object.assign(new Error(`EIO: injected fault on ${op}`), { code: 'EIO', path: typeof args[0] === 'string' ? args[0] : undefined });
       }
       if (op === 'writeAll' && random() < probability) {

@@ -21,11 +21,18 @@ import { createRequire } from 'node:module';
  * write-file-atomic, loaded on first use with require() (CommonJS: +7 ms per process, against
  * +12 ms for import()), so a call that writes no whole file never pays for it.
  */
-let writeFileAtomicSync: typeof import('write-file-atomic').sync | undefined;
+let writeFileAtomic: typeof import('write-file-atomic') | undefined;
 function atomicWriteSync(): typeof import('write-file-atomic').sync {
-  writeFileAtomicSync ??= (createRequire(import.meta.url)('write-file-atomic') as typeof import('write-file-atomic')).sync;
-  return writeFileAtomicSync;
+  writeFileAtomic ??= createRequire(import.meta.url)('write-file-atomic') as typeof import('write-file-atomic');
+  return writeFileAtomic.sync;
 }
+function atomicWriteAsync(): typeof import('write-file-atomic') {
+  writeFileAtomic ??= createRequire(import.meta.url)('write-file-atomic') as typeof import('write-file-atomic');
+  return writeFileAtomic;
+}
+
+/** Whole-file writes or fsyncs in flight at once in the concurrent primitives. */
+export const GROUP_CONCURRENCY = 32;
 
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
@@ -70,6 +77,16 @@ export interface FsPrimitives {
   unlink(file: string): void;
   /** fsync of a directory: creates, renames and unlinks in it become durable. */
   fsyncDir(dir: string): void;
+  /**
+   * Optional group commit: `atomicReplace` of every item (fsync on), run concurrently (at most
+   * GROUP_CONCURRENCY at once, write-file-atomic's async API) so the file system can merge
+   * their fsyncs into few journal commits. Settles every item: resolves to one entry per item,
+   * undefined when it succeeded or the error it failed with. Without it, the durable layer runs
+   * `atomicReplace` item by item.
+   */
+  atomicReplaceConcurrent?(items: ReadonlyArray<{ file: string; data: string | Buffer }>): Promise<Array<Error | undefined>>;
+  /** Optional group commit: `fsync` of every descriptor, concurrently; rejects with the first error after all settled. */
+  fsyncConcurrent?(fds: readonly number[]): Promise<void>;
 }
 
 /** What the store uses: the primitives plus the durable compositions. */
@@ -82,6 +99,21 @@ export interface FsPort extends FsPrimitives {
   renameDurable(from: string, to: string): void;
   /** unlink (ENOENT ignored) + fsync of the directory. */
   removeDurable(file: string): void;
+  /**
+   * Group commit of whole files in one directory `dir`: each item replaced atomically with its
+   * bytes fsynced (concurrently where the primitives allow), then ONE fsync of `dir`. Resolves
+   * to one entry per item: undefined when that file is durable under its name, else the error
+   * (when the directory fsync fails, every item that was written gets that error; its new
+   * content may still be visible, so a caller checks before writing it elsewhere).
+   */
+  writeFilesDurable(dir: string, items: ReadonlyArray<{ file: string; data: string | Buffer }>): Promise<Array<Error | undefined>>;
+  /**
+   * Group commit of appends: `data` appended to each file (created 0600 when missing), then all
+   * fsynced (concurrently where the primitives allow). Names of newly created files are NOT
+   * made durable here (the caller fsyncs their directory). Throws the first error after every
+   * descriptor was closed.
+   */
+  appendAllDurable(items: ReadonlyArray<{ file: string; data: Buffer }>): Promise<void>;
 }
 
 /** Composes the durable operations over `p` (see the module comment for the rules). */
@@ -118,6 +150,42 @@ export function withDurability(p: FsPrimitives): FsPort {
         throw error;
       }
       p.fsyncDir(path.dirname(file));
+    },
+    async writeFilesDurable(dir, items) {
+      let outcome: Array<Error | undefined>;
+      if (p.atomicReplaceConcurrent) outcome = await p.atomicReplaceConcurrent(items);
+      else {
+        outcome = items.map(({ file, data }) => {
+          try {
+            p.atomicReplace(file, data);
+            return undefined;
+          } catch (error) {
+            return error as Error;
+          }
+        });
+      }
+      if (outcome.some((e) => e === undefined)) {
+        try {
+          p.fsyncDir(dir);
+        } catch (error) {
+          outcome = outcome.map((e) => e ?? (error as Error));
+        }
+      }
+      return outcome;
+    },
+    async appendAllDurable(items) {
+      const fds: number[] = [];
+      try {
+        for (const { file, data } of items) {
+          const fd = p.openAppend(file);
+          fds.push(fd);
+          p.writeAll(fd, data);
+        }
+        if (p.fsyncConcurrent) await p.fsyncConcurrent(fds);
+        else for (const fd of fds) p.fsync(fd);
+      } finally {
+        for (const fd of fds) p.close(fd);
+      }
     },
   };
 }
@@ -167,6 +235,28 @@ export function createNodePrimitives(): FsPrimitives {
       } finally {
         fs.closeSync(fd);
       }
+    },
+    atomicReplaceConcurrent: async (items) => {
+      const write = atomicWriteAsync();
+      const outcome: Array<Error | undefined> = new Array(items.length).fill(undefined);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        for (let i = next++; i < items.length; i = next++) {
+          const { file, data } = items[i]!;
+          try {
+            await write(file, data, { mode: FILE_MODE, fsync: true });
+          } catch (error) {
+            outcome[i] = error as Error;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(GROUP_CONCURRENCY, items.length) }, worker));
+      return outcome;
+    },
+    fsyncConcurrent: async (fds) => {
+      const results = await Promise.allSettled(fds.map((fd) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve())))));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     },
   };
 }

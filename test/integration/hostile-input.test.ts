@@ -133,7 +133,7 @@ test('through the CLI: a 10 MB string, deep nesting and invalid UTF-8 get exit 2
   t.false(fs.existsSync(path.join(dir, '.flowforge')));
 });
 
-test('a 100 MB input stream: exit 2 naming the limit, memory bounded, nothing written', (t) => {
+test('a 100 MB input stream of one endless line: spilled and streamed, exit 2 naming the line, memory bounded, nothing stored', (t) => {
   const dir = tempDir(t);
   fs.mkdirSync(path.join(dir, '.git'));
   const script = `
@@ -152,9 +152,11 @@ test('a 100 MB input stream: exit 2 naming the limit, memory bounded, nothing wr
   const result = JSON.parse(r.stdout);
   t.is(result.code, 2);
   t.is(JSON.parse(result.out).error.code, 'E_INPUT');
-  t.regex(JSON.parse(result.out).error.message, /larger than 67108864 bytes/);
+  t.deepEqual(JSON.parse(result.out).error.details, [{ path: '--input=-:line 1', message: 'line longer than 1048576 bytes' }]);
   t.true(result.peakKiB < 200 * 1024, `peak RSS ${result.peakKiB} KiB`);
-  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+  // The scratch copy of stdin is gone and nothing was stored.
+  t.deepEqual(fs.readdirSync(path.join(dir, '.flowforge', 'cache')), []);
+  t.false(fs.existsSync(path.join(dir, '.flowforge', 'aggregated')));
 });
 
 (process.getuid?.() === 0 ? test : test.skip)("a data root that is a symlink into someone else's folder is refused; nothing is written there", (t) => {

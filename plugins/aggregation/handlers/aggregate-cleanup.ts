@@ -21,7 +21,7 @@ import type { HandlerDefinition } from '../../../src/core/handler.js';
 import { UsageError } from '../../../src/core/errors.js';
 import { withStore } from '../aggregator.js';
 import type { StoreLayout } from '../layout.js';
-import { CONFIG_CACHE_PATTERN, HEALTH_SNAPSHOT_PATTERN, ROTATED_LOG_PATTERN, TEMP_FILE_PATTERN, tempFileDirs } from '../store-files.js';
+import { CONFIG_CACHE_PATTERN, STDIN_SPOOL_PATTERN, HEALTH_SNAPSHOT_PATTERN, ROTATED_LOG_PATTERN, TEMP_FILE_PATTERN, tempFileDirs } from '../store-files.js';
 
 /** Temp files younger than this (ms) are never removed: a write may still be in progress. */
 export const TEMP_FILE_MIN_AGE_MS = 60_000;
@@ -88,6 +88,7 @@ export function runCleanup(ctx: HandlerContext, layout: StoreLayout, options: { 
   candidates.push(...collect(layout.health, HEALTH_SNAPSHOT_PATTERN));
   candidates.push(...collect(layout.logs, ROTATED_LOG_PATTERN));
   for (const dir of tempFileDirs(layout)) candidates.push(...collect(dir, TEMP_FILE_PATTERN, TEMP_FILE_MIN_AGE_MS));
+  candidates.push(...collect(layout.cache, STDIN_SPOOL_PATTERN, TEMP_FILE_MIN_AGE_MS));
   const caches = collect(layout.cache, CONFIG_CACHE_PATTERN).sort((a, b) => b.mtimeMs - a.mtimeMs || a.file.localeCompare(b.file));
   const keptNewest = caches.length > 0 ? 1 : 0;
   candidates.push(...caches.slice(1));

@@ -8,13 +8,16 @@ import * as path from 'node:path';
 import * as v from 'valibot';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import type { HandlerContext } from '../../../src/core/context.js';
-import { InputError, LockedError, UsageError } from '../../../src/core/errors.js';
-import { withStore } from '../aggregator.js';
+import { InputError, IoError, LockedError, UsageError } from '../../../src/core/errors.js';
+import { openStoreIndex, toIoError, withStore } from '../aggregator.js';
+import type { IdIndex } from '../id-index.js';
 import { INBOX_AFTER_MS, queueInInbox } from '../inbox.js';
 import { storeLayout } from '../layout.js';
 import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
 import type { RawSourceEntry } from '../sources/git-commit.js';
-import type { FlushedBatch } from '../types.js';
+import type { Entry, FlushedBatch } from '../types.js';
+import { randomBytes } from 'node:crypto';
+import { looksLikeJsonArray, streamTuning } from '../stream-input.js';
 
 export const SOURCES = ['sessions', 'git-commit', 'git-checkout', 'git-log'] as const;
 
@@ -46,7 +49,7 @@ export interface AggregateResult {
   flushed: FlushedBatch[];
   /** Batches whose flush failed every attempt and were parked in recovery/ (data safe). */
   failed: Array<{ batchId: string; file: string; entryCount: number; error: string }>;
-  /** Inbox file (relative to the data root) when the entries were queued, see above. */
+  /** Inbox file(s) (relative to the data root, comma-separated for a streamed input) when entries were queued, see above. */
   queued?: string;
   /** Git entries left out because their date is outside the accepted range (by entry id = sha). */
   skipped: SkippedEntry[];
@@ -75,9 +78,25 @@ export interface SkippedEntry {
   reason: string;
 }
 
-/** Collects raw (unvalidated) entries from every source of the call, in argument order. */
-async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[]): Promise<unknown[]> {
+/**
+ * An `--input` too large to hold in memory, streamed instead (see stream-input.ts): `file` is
+ * the input file or the scratch copy of stdin (`spool: true`, removed after the call), of which
+ * the first `bytes` bytes are read.
+ */
+interface StreamedInput {
+  file: string;
+  origin: string;
+  bytes: number;
+  spool: boolean;
+}
+
+/**
+ * Collects raw (unvalidated) entries from every source of the call, in argument order. A large
+ * NDJSON `--input` is not read here: it is returned as `streamed`.
+ */
+async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[]): Promise<{ raw: unknown[]; streamed?: StreamedInput }> {
   let raw: unknown[] = [];
+  let streamed: StreamedInput | undefined;
   // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
   const add = (items: unknown[]) => void (raw = raw.concat(items));
   input.entry.forEach((text, i) => {
@@ -87,14 +106,38 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
   });
   if (input.input !== undefined) {
     const origin = `--input=${input.input}`;
-    const bytes = input.input === '-' ? await ctx.readStdin(MAX_INPUT_BYTES) : readInputFile(ctx, input.input);
-    if (bytes === undefined) {
-      throw new InputError(`${origin} is larger than ${MAX_INPUT_BYTES} bytes (64 MiB); split it into several calls: nothing was accepted`, {
-        details: [{ path: origin, message: `more than ${MAX_INPUT_BYTES} bytes` }],
-      });
+    const got = input.input === '-' ? await readStdinOrSpool(ctx) : readInputFile(ctx, input.input);
+    if (Buffer.isBuffer(got)) add(parseEntryText(decodeUtf8(got, origin), origin));
+    else {
+      streamed = { ...got, origin };
+      if (looksLikeJsonArray(got.file)) {
+        if (got.bytes <= MAX_INPUT_BYTES) {
+          // A JSON array from stdin that fits the whole-read limit: read it from the copy.
+          streamed = undefined;
+          try {
+            add(parseEntryText(decodeUtf8(ctx.fs.readFile(got.file), origin), origin));
+          } finally {
+            if (got.spool) removeQuietly(ctx, got.file);
+          }
+        } else {
+          if (got.spool) removeQuietly(ctx, got.file);
+          throw new InputError(`${origin} is a JSON array larger than ${MAX_INPUT_BYTES} bytes (64 MiB): send it as NDJSON (one entry per line), which is streamed whatever its size: nothing was accepted`, {
+          details: [{ path: origin, message: `JSON array of more than ${MAX_INPUT_BYTES} bytes` }],
+        });
+        }
+      }
     }
-    add(parseEntryText(decodeUtf8(bytes, origin), origin));
   }
+  try {
+    await collectSources(input, ctx, skipped, add);
+  } catch (error) {
+    if (streamed?.spool) removeQuietly(ctx, streamed.file);
+    throw error;
+  }
+  return { raw, streamed };
+}
+
+async function collectSources(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[], add: (items: unknown[]) => void): Promise<void> {
   for (const source of new Set(input.source)) {
     switch (source) {
       case 'sessions': {
@@ -119,11 +162,45 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
       }
     }
   }
-  return raw;
 }
 
-/** Largest `--input` accepted in one call, bytes: memory stays bounded whatever is piped in. */
+function removeQuietly(ctx: HandlerContext, file: string): void {
+  try {
+    ctx.fs.unlink(file);
+  } catch {
+    /* a scratch copy; cleanup removes leftovers */
+  }
+}
+
+/**
+ * Standard input: the bytes when they fit in STREAM_AFTER_BYTES (32 MiB; a JSON array or NDJSON), else a
+ * scratch copy `<data root>/cache/stdin-<pid>-<hex>.ndjson` to stream from.
+ */
+async function readStdinOrSpool(ctx: HandlerContext): Promise<Buffer | Omit<StreamedInput, 'origin'>> {
+  const { assertOwnDataRoot } = await import('../aggregator.js');
+  assertOwnDataRoot(ctx);
+  const cache = storeLayout(ctx.dataRoot).cache;
+  const spill = path.join(cache, `stdin-${process.pid}-${randomBytes(4).toString('hex')}.ndjson`);
+  let got;
+  try {
+    got = await ctx.readStdin(streamTuning.afterBytes, () => {
+      ctx.fs.mkdirp(cache);
+      return spill;
+    });
+  } catch (error) {
+    removeQuietly(ctx, spill);
+    throw toIoError(error, ctx.dataRoot);
+  }
+  if (got === undefined) throw new Error('unreachable: stdin spill file was given');
+  return Buffer.isBuffer(got) ? got : { file: got.spilled, bytes: got.bytes, spool: true };
+}
+
+/**
+ * Largest `--input` read whole, bytes (a JSON array can be no larger). Larger NDJSON files and
+ * stdin are streamed in chunks (stream-input.ts), so memory stays bounded whatever the size.
+ */
 export const MAX_INPUT_BYTES = 64 * 1024 * 1024;
+
 
 /**
  * Decodes UTF-8 strictly: invalid bytes are an InputError naming the first bad line, never
@@ -152,10 +229,11 @@ export function decodeUtf8(bytes: Buffer, origin: string): string {
   }
 }
 
-/** The file's bytes; undefined when it is larger than MAX_INPUT_BYTES (then it is not read). */
-function readInputFile(ctx: HandlerContext, file: string): Buffer | undefined {
+/** The file's bytes, or the file to stream when it is larger than STREAM_AFTER_BYTES. */
+function readInputFile(ctx: HandlerContext, file: string): Buffer | Omit<StreamedInput, 'origin'> {
   const full = path.resolve(ctx.cwd, file);
-  if ((ctx.fs.stat(full)?.size ?? 0) > MAX_INPUT_BYTES) return undefined;
+  const size = ctx.fs.stat(full)?.size ?? 0;
+  if (size > streamTuning.afterBytes && ctx.fs.stat(full)?.isFile()) return { file: full, bytes: size, spool: false };
   try {
     return ctx.fs.readFile(full);
   } catch (error) {
@@ -164,6 +242,107 @@ function readInputFile(ctx: HandlerContext, file: string): Buffer | undefined {
       details: [{ path: '--input', message: (error as Error).message, value: file }],
     });
   }
+}
+
+/**
+ * Stores validated entries: under the store lock (ingest, then the flush triggers), or — when
+ * the store stays busy for INBOX_AFTER_MS — durably queued in the inbox (see inbox.ts).
+ */
+async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: SkippedEntry[], index?: IdIndex): Promise<AggregateResult> {
+  // withStore may run this more than once (a lock lost mid-way): entries appended by an
+  // earlier attempt are this call's, not duplicates.
+  const acceptedIds = new Set<string>();
+  try {
+    return await withStore(
+      ctx,
+      async (store) => {
+        const { accepted } = store.ingest(entries.filter((e) => !acceptedIds.has(e.entryId)));
+        for (const je of accepted) acceptedIds.add(je.entry.entryId);
+        const outcome = await store.flush();
+        const { pending, batchAgeMs } = store.pendingSummary();
+        return {
+          accepted: acceptedIds.size,
+          duplicates: entries.length - acceptedIds.size,
+          pending,
+          batchAgeMs,
+          flushed: [...store.resumed, ...outcome.flushed],
+          failed: outcome.failed,
+          skipped,
+        };
+      },
+      { lockTimeoutMs: INBOX_AFTER_MS, index },
+    );
+  } catch (error) {
+    // The store stayed busy: acknowledge through the inbox instead of failing (see inbox.ts).
+    if (!(error instanceof LockedError)) throw error;
+    const rest = entries.filter((e) => !acceptedIds.has(e.entryId));
+    const layout = storeLayout(ctx.dataRoot);
+    const queued = rest.length > 0 ? queueInInbox(ctx, layout, rest) : undefined;
+    ctx.log.info('store busy; entries queued in the inbox', { file: queued, entries: rest.length });
+    return { accepted: acceptedIds.size + rest.length, duplicates: 0, pending: null, batchAgeMs: null, flushed: [], failed: [], skipped, queued };
+  }
+}
+
+/**
+ * A streamed `--input` (stream-input.ts): pass 1 parses and validates every line and stores
+ * nothing, so any problem is exit 2 with nothing accepted; pass 2 reads it again and stores it
+ * in chunks of STREAM_CHUNK_ENTRIES, each chunk under its own hold of the store lock (other
+ * calls interleave; duplicates across chunks are caught by id like any other). `entries` are
+ * the call's other (already validated) entries, stored first.
+ *
+ * @throws InputError (exit 2) listing up to 1,000 problems by line or `[index].field`
+ * @throws IoError (exit 1) when the input changed between the passes; the chunks stored
+ *   before are acknowledged-safe and a retry counts them as duplicates
+ */
+async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entries: Entry[], skipped: SkippedEntry[], prepare: (raw: unknown[]) => Entry[]): Promise<AggregateResult> {
+  const { ProblemSink, readNdjsonChunks, offsetDetailPath } = await import('../stream-input.js');
+  const chunkEntries = streamTuning.chunkEntries;
+  const readProblems = new ProblemSink();
+  for (const chunk of readNdjsonChunks(streamed.file, streamed.origin, streamed.bytes, chunkEntries, readProblems)) {
+    try {
+      prepare(chunk.items);
+    } catch (error) {
+      if (!(error instanceof InputError)) throw error;
+      const invalid = new Set<string>();
+      for (const detail of error.details) {
+        const shifted = offsetDetailPath(detail, chunk.firstItem);
+        invalid.add(/^\[\d+\]/.exec(shifted.path)?.[0] ?? shifted.path);
+        readProblems.add(shifted);
+      }
+      readProblems.invalidEntries += invalid.size;
+    }
+  }
+  const problem = readProblems.toError(streamed.origin);
+  if (problem) throw problem;
+
+  const index = openStoreIndex(ctx);
+  const total = await storeEntries(ctx, entries, skipped, index);
+  const queued: string[] = total.queued ? [total.queued] : [];
+  const changed = new ProblemSink();
+  for (const chunk of readNdjsonChunks(streamed.file, streamed.origin, streamed.bytes, chunkEntries, changed)) {
+    let chunkEntries: Entry[] | undefined;
+    try {
+      chunkEntries = changed.total === 0 ? prepare(chunk.items) : undefined;
+    } catch {
+      chunkEntries = undefined;
+    }
+    if (chunkEntries === undefined) {
+      throw new IoError(`${streamed.origin} changed while it was being stored: ${total.accepted} entries were stored before the change and are safe (a retry counts them as duplicates); the rest was not accepted.`, {
+        details: [{ path: streamed.origin, message: 'content differs from the first reading' }],
+      });
+    }
+    const part = await storeEntries(ctx, chunkEntries, [], index);
+    total.accepted += part.accepted;
+    total.duplicates += part.duplicates;
+    total.flushed.push(...part.flushed);
+    total.failed.push(...part.failed);
+    total.pending = part.pending;
+    total.batchAgeMs = part.batchAgeMs;
+    if (part.queued) queued.push(part.queued);
+  }
+  if (changed.total > 0) throw new IoError(`${streamed.origin} changed while it was being stored: ${total.accepted} entries were stored and are safe; the rest was not accepted.`);
+  if (queued.length > 0) total.queued = queued.join(', ');
+  return total;
 }
 
 export const aggregate: HandlerDefinition<typeof AggregateInput, AggregateResult> = {
@@ -204,44 +383,18 @@ Examples:
       throw new UsageError('aggregate needs at least one source: --entry, --input or --source (see provider-bridge aggregate --help)');
     }
     const skipped: SkippedEntry[] = [];
-    let raw = await collectRaw(input, ctx, skipped);
-    if (ctx.config.privacy.anonymizeUsers) {
-      const { anonymizeRaw, loadOrCreateSecret } = await import('../privacy.js');
-      raw = anonymizeRaw(raw, loadOrCreateSecret(ctx));
-    }
-    if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
-    const entries = validateEntries(raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
-    // withStore may run this more than once (a lock lost mid-way): entries appended by an
-    // earlier attempt are this call's, not duplicates.
-    const acceptedIds = new Set<string>();
+    const collected = await collectRaw(input, ctx, skipped);
+    const { streamed } = collected;
     try {
-      return await withStore(
-        ctx,
-        async (store) => {
-          const { accepted } = store.ingest(entries.filter((e) => !acceptedIds.has(e.entryId)));
-          for (const je of accepted) acceptedIds.add(je.entry.entryId);
-          const outcome = await store.flush();
-          const { pending, batchAgeMs } = store.pendingSummary();
-          return {
-            accepted: acceptedIds.size,
-            duplicates: entries.length - acceptedIds.size,
-            pending,
-            batchAgeMs,
-            flushed: [...store.resumed, ...outcome.flushed],
-            failed: outcome.failed,
-            skipped,
-          };
-        },
-        { lockTimeoutMs: INBOX_AFTER_MS },
-      );
-    } catch (error) {
-      // The store stayed busy: acknowledge through the inbox instead of failing (see inbox.ts).
-      if (!(error instanceof LockedError)) throw error;
-      const rest = entries.filter((e) => !acceptedIds.has(e.entryId));
-      const layout = storeLayout(ctx.dataRoot);
-      const queued = rest.length > 0 ? queueInInbox(ctx, layout, rest) : undefined;
-      ctx.log.info('store busy; entries queued in the inbox', { file: queued, entries: rest.length });
-      return { accepted: acceptedIds.size + rest.length, duplicates: 0, pending: null, batchAgeMs: null, flushed: [], failed: [], skipped, queued };
+      const secret = ctx.config.privacy.anonymizeUsers ? await import('../privacy.js').then((p) => ({ p, key: p.loadOrCreateSecret(ctx) })) : undefined;
+      const prepare = (raw: unknown[]) =>
+        validateEntries(secret ? secret.p.anonymizeRaw(raw, secret.key) : raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
+      if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
+      const entries = prepare(collected.raw);
+      if (!streamed) return await storeEntries(ctx, entries, skipped);
+      return await storeStreamed(ctx, streamed, entries, skipped, prepare);
+    } finally {
+      if (streamed?.spool) removeQuietly(ctx, streamed.file);
     }
   },
   formatText: (r) =>

@@ -1,0 +1,211 @@
+/**
+ * Streamed reading of large NDJSON inputs (`aggregate --input`, issue 5): memory stays bounded
+ * by one chunk of entries whatever the input's size, and the all-or-nothing rule of SPEC §3/§4
+ * still holds because the input is read twice — pass 1 parses and validates every line and
+ * stores nothing; only when every line is valid does pass 2 read it again and store it chunk by
+ * chunk. Standard input is first copied to a scratch file so that it can be read twice.
+ *
+ * Input format: NDJSON (one JSON entry per non-empty line, `\n` or `\r\n` line ends, an optional
+ * UTF-8 byte order mark), decoded as strict UTF-8. A JSON array is not streamed (it cannot be
+ * split into lines); arrays stay limited to MAX_INPUT_BYTES in aggregate.ts.
+ */
+import * as fs from 'node:fs';
+import { InputError, type ErrorDetail } from '../../src/core/errors.js';
+import { ENTRY_MESSAGES } from './entry.js';
+
+/** Inputs larger than this (bytes) are streamed in chunks instead of read whole. */
+export const STREAM_AFTER_BYTES = 32 * 1024 * 1024;
+/** Entries per chunk: parsed, validated and stored together (bounds memory, about 20 MB). */
+export const STREAM_CHUNK_ENTRIES = 20_000;
+
+/**
+ * Module state in one place (STYLE §8): tests lower both to stream small inputs, and call
+ * {@link resetStreamTuning} afterwards.
+ */
+export const streamTuning = { afterBytes: STREAM_AFTER_BYTES, chunkEntries: STREAM_CHUNK_ENTRIES };
+
+export function resetStreamTuning(): void {
+  streamTuning.afterBytes = STREAM_AFTER_BYTES;
+  streamTuning.chunkEntries = STREAM_CHUNK_ENTRIES;
+}
+/** Bytes read from the file per read call. */
+const READ_BYTES = 4 * 1024 * 1024;
+/** A line longer than this (bytes) cannot hold a valid entry (metadata ≤ 16 KiB): an error. */
+export const MAX_LINE_BYTES = 1024 * 1024;
+/** Problems kept for the error's details; the rest are counted (the host prints ≤ 1,000). */
+const MAX_KEPT_PROBLEMS = 1000;
+
+/** Parsed items of up to `maxItems` consecutive non-empty lines; `firstItem` is the index of the first (0-based, across the whole input). */
+export interface NdjsonChunk {
+  items: unknown[];
+  firstItem: number;
+}
+
+/** Collects problems found while streaming, keeping the first MAX_KEPT_PROBLEMS. */
+export class ProblemSink {
+  readonly details: ErrorDetail[] = [];
+  /** Problems found in all (kept or not). */
+  total = 0;
+  /** Lines that were not JSON, not UTF-8, or too long. */
+  badLines = 0;
+  /** Entries that failed validation. */
+  invalidEntries = 0;
+
+  add(detail: ErrorDetail): void {
+    this.total++;
+    if (this.details.length < MAX_KEPT_PROBLEMS) this.details.push(detail);
+  }
+
+  /** The InputError for everything collected (exit 2: nothing was accepted), or undefined when clean. */
+  toError(origin: string): InputError | undefined {
+    if (this.total === 0) return undefined;
+    const details = [...this.details];
+    if (this.total > details.length) details.push({ path: origin, message: `${this.total - details.length} more problems not listed` });
+    const message =
+      this.invalidEntries > 0 && this.badLines === 0
+        ? ENTRY_MESSAGES.invalidEntries(this.invalidEntries)
+        : this.badLines > 0 && this.invalidEntries === 0
+          ? ENTRY_MESSAGES.invalidText(this.badLines, origin)
+          : `${origin}: ${this.badLines} bad lines and ${this.invalidEntries} invalid entries: nothing was accepted`;
+    return new InputError(message, { details });
+  }
+}
+
+/** Whether the file's first non-blank character (after a BOM) is `[`: a JSON array, not NDJSON. */
+export function looksLikeJsonArray(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(4096);
+    const n = fs.readSync(fd, head, 0, head.length, 0);
+    const text = head.subarray(0, n).toString('utf8').replace(/^\uFEFF/, '');
+    return text.trimStart().startsWith('[');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Reads the first `byteLimit` bytes of `file` as NDJSON and yields its entries parsed (not
+ * validated) in chunks of up to `maxItems`. Lines that are not JSON, not valid UTF-8, or longer
+ * than MAX_LINE_BYTES are added to `problems` as `{path: "<origin>:line N", message}` (1-based
+ * physical lines) and skipped; the caller decides what problems mean. Memory: one read buffer,
+ * one chunk of items, and at most one line of carry-over.
+ *
+ * @throws Node's errno errors when the file cannot be opened or read
+ */
+export function* readNdjsonChunks(file: string, origin: string, byteLimit: number, maxItems: number, problems: ProblemSink): Generator<NdjsonChunk> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    let carry: Buffer = Buffer.alloc(0);
+    let position = 0;
+    let line = 1;
+    let itemIndex = 0;
+    let items: unknown[] = [];
+    let firstItem = 0;
+    let skippingLongLine = false;
+    const badLine = (message: string) => {
+      problems.badLines++;
+      problems.add({ path: `${origin}:line ${line}`, message });
+    };
+    const takeLines = function* (data: Buffer, final: boolean): Generator<NdjsonChunk> {
+      let text: string | undefined;
+      try {
+        text = strictUtf8.decode(data);
+      } catch {
+        text = undefined;
+      }
+      // Line by line only when the chunk holds bad UTF-8 (to name the line).
+      const lines = text !== undefined ? text.split('\n') : splitBytesToLines(data);
+      const count = final && !(data.length > 0 && data[data.length - 1] === 0x0a) ? lines.length : lines.length - 1;
+      for (let i = 0; i < count; i++) {
+        const raw = lines[i]!;
+        const lineText = typeof raw === 'string' ? raw : decodeLine(raw);
+        if (lineText === undefined) {
+          badLine('invalid UTF-8 byte sequence');
+        } else if (lineText.length > MAX_LINE_BYTES) {
+          badLine(`line longer than ${MAX_LINE_BYTES} bytes`);
+        } else {
+          const trimmed = lineText.trim();
+          if (trimmed !== '') {
+            try {
+              items.push(JSON.parse(trimmed));
+              itemIndex++;
+            } catch (error) {
+              badLine(ENTRY_MESSAGES.badJson((error as Error).message));
+            }
+            if (items.length >= maxItems) {
+              yield { items, firstItem };
+              items = [];
+              firstItem = itemIndex;
+            }
+          }
+        }
+        line++;
+      }
+    };
+    for (;;) {
+      const want = Math.min(READ_BYTES, byteLimit - position);
+      const n = want > 0 ? fs.readSync(fd, buf, 0, want, position) : 0;
+      if (n === 0) break;
+      let data = Buffer.from(buf.subarray(0, n));
+      if (position === 0 && data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) data = data.subarray(3);
+      position += n;
+      if (skippingLongLine) {
+        const nl = data.indexOf(0x0a);
+        if (nl === -1) continue;
+        data = data.subarray(nl + 1);
+        skippingLongLine = false;
+        line++;
+      }
+      const joined = carry.length > 0 ? Buffer.concat([carry, data]) : data;
+      const lastNl = joined.lastIndexOf(0x0a);
+      if (lastNl === -1) {
+        carry = joined;
+      } else {
+        yield* takeLines(joined.subarray(0, lastNl + 1), false);
+        carry = Buffer.from(joined.subarray(lastNl + 1));
+      }
+      if (carry.length > MAX_LINE_BYTES) {
+        badLine(`line longer than ${MAX_LINE_BYTES} bytes`);
+        carry = Buffer.alloc(0);
+        skippingLongLine = true;
+      }
+    }
+    if (carry.length > 0 && !skippingLongLine) yield* takeLines(carry, true);
+    if (items.length > 0) yield { items, firstItem };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Splits bytes at `\n` (never inside a UTF-8 sequence), keeping an empty last part like String.split. */
+function splitBytesToLines(data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (;;) {
+    const nl = data.indexOf(0x0a, start);
+    if (nl === -1) {
+      out.push(data.subarray(start));
+      return out;
+    }
+    out.push(data.subarray(start, nl));
+    start = nl + 1;
+  }
+}
+
+function decodeLine(bytes: Buffer): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Rewrites a validation detail path `[i]…` of a chunk to the item's index in the whole input. */
+export function offsetDetailPath(detail: ErrorDetail, firstItem: number): ErrorDetail {
+  const path = detail.path.replace(/^\[(\d+)\]/, (_, i: string) => `[${Number(i) + firstItem}]`);
+  return { ...detail, path };
+}

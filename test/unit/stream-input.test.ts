@@ -1,0 +1,166 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import * as v from 'valibot';
+import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
+import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
+import { resetStreamTuning, streamTuning } from '../../plugins/aggregation/stream-input.js';
+import { InputError, IoError } from '../../src/core/errors.js';
+import { runHost } from '../../src/bridge/host.js';
+import { createRegistry } from '../../src/bridge/registry.js';
+import type { HandlerDefinition } from '../../src/core/handler.js';
+import { rawEntry, tempDir, withTempStore } from '../helpers/store.js';
+
+// Streaming is tested on small inputs by lowering the thresholds; serial, since they are module state.
+test.beforeEach(() => {
+  streamTuning.afterBytes = 200;
+  streamTuning.chunkEntries = 7;
+});
+test.afterEach.always(() => resetStreamTuning());
+
+const ndjson = (items: unknown[]) => items.map((i) => JSON.stringify(i)).join('\n') + '\n';
+const journalLines = (dataRoot: string) => {
+  const file = path.join(dataRoot, 'aggregated', 'journal', 'journal.log');
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"t":"e"')).length : 0;
+};
+
+test.serial('a large NDJSON file is stored in chunks: every entry exactly once, duplicates across chunks counted', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now() - 1000;
+  const items = Array.from({ length: 50 }, (_, i) => rawEntry(i, now));
+  // BOM, CRLF line ends, blank lines, and a repeat of entry 3 in a later chunk.
+  const text = '\uFEFF' + ndjson(items.slice(0, 20)).replace(/\n/g, '\r\n') + '\n\n' + ndjson([...items.slice(20), items[3]]);
+  const file = path.join(s.dataRoot, '..', 'big.ndjson');
+  fs.writeFileSync(file, text);
+  const r = await aggregate.run({ entry: [], source: [], input: file }, s.ctx);
+  t.is(r.accepted, 50);
+  t.is(r.duplicates, 1);
+  // 50 in chunks of 7 under batchSize 10 / threshold 9: 49 flushed, the last one pending.
+  t.is(r.pending, 1);
+  const stored = s.batches().flatMap((b) => b.entries.map((e) => e.entryId));
+  t.is(stored.length, 49);
+  t.is(new Set(stored).size, 49);
+  t.true(s.batches().every((b) => b.entryCount <= 10));
+  t.is(r.flushed.reduce((n, f) => n + f.entryCount, 0), 49);
+  const forced = await aggregateForce.run({}, s.ctx);
+  t.is(forced.pending, 0);
+  t.deepEqual(s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort(), items.map((i) => String(i.entryId)).sort());
+});
+
+test.serial('a streamed input with a bad line and an invalid entry is rejected whole, naming the line and the index; nothing stored', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now() - 1000;
+  const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify(rawEntry(i, now)));
+  lines[24] = '{"userId": "ana", "action": '; // line 25: not JSON
+  lines[27] = JSON.stringify({ ...rawEntry(27, now), timestamp: 'yesterday' }); // item 26 (line 25 is not an item)
+  const file = path.join(s.dataRoot, '..', 'bad.ndjson');
+  fs.writeFileSync(file, lines.join('\n'));
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: InputError });
+  const paths = error!.details.map((d) => d.path);
+  t.true(paths.includes(`--input=${file}:line 25`), paths.join(', '));
+  t.true(paths.includes('[26].timestamp'), paths.join(', '));
+  t.regex(error!.message, /1 bad lines and 1 invalid entries: nothing was accepted/);
+  t.deepEqual(s.batches(), []);
+  t.is(journalLines(s.dataRoot), 0);
+});
+
+test.serial('invalid UTF-8 and an over-long line in a streamed input are named by line', async (t) => {
+  const s = withTempStore(t);
+  const now = s.clock.now() - 1000;
+  const good = Buffer.from(ndjson(Array.from({ length: 10 }, (_, i) => rawEntry(i, now))));
+  const bad = Buffer.concat([good, Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]), Buffer.from('x'.repeat(1024 * 1024 + 10) + '\n'), Buffer.from(JSON.stringify(rawEntry(99, now)))]);
+  const file = path.join(s.dataRoot, '..', 'utf.ndjson');
+  fs.writeFileSync(file, bad);
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: InputError });
+  t.deepEqual(
+    error!.details.map((d) => [d.path, d.message]),
+    [
+      [`--input=${file}:line 11`, 'invalid UTF-8 byte sequence'],
+      [`--input=${file}:line 12`, 'line longer than 1048576 bytes'],
+    ],
+  );
+  t.deepEqual(s.batches(), []);
+});
+
+test.serial('a large JSON array is not streamed: refused with advice to send NDJSON', async (t) => {
+  const s = withTempStore(t);
+  streamTuning.afterBytes = 100;
+  const file = path.join(s.dataRoot, '..', 'big.json');
+  // Over the whole-read limit is 64 MiB; a sparse file reports that size without writing it.
+  fs.writeFileSync(file, '[');
+  fs.truncateSync(file, 64 * 1024 * 1024 + 1);
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: InputError });
+  t.regex(error!.message, /is a JSON array larger than 67108864 bytes \(64 MiB\): send it as NDJSON/);
+});
+
+test.serial('stdin larger than the limit is spilled to a scratch file in cache/, streamed, and the copy removed', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now() - 1000;
+  const items = Array.from({ length: 25 }, (_, i) => rawEntry(i, now));
+  let spillSeen: string | undefined;
+  s.ctx.readStdin = async (limit, spillFile) => {
+    const bytes = Buffer.from(ndjson(items));
+    t.true(bytes.length > limit);
+    spillSeen = spillFile!();
+    fs.writeFileSync(spillSeen, bytes, { mode: 0o600 });
+    return { spilled: spillSeen, bytes: bytes.length };
+  };
+  const r = await aggregate.run({ entry: [], source: [], input: '-' }, s.ctx);
+  t.is(r.accepted, 25);
+  t.regex(path.relative(s.dataRoot, spillSeen!), /^cache\/stdin-\d+-[0-9a-f]{8}\.ndjson$/);
+  t.false(fs.existsSync(spillSeen!));
+  t.is(s.batches().reduce((n, b) => n + b.entryCount, 0), 20);
+  t.is(r.pending, 5);
+});
+
+test.serial('an input changed between the two readings stops with exit 1; what was stored stays, once', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now() - 1000;
+  const items = Array.from({ length: 21 }, (_, i) => rawEntry(i, now));
+  const file = path.join(s.dataRoot, '..', 'moving.ndjson');
+  fs.writeFileSync(file, ndjson(items));
+  // The call's --entry is stored before the second reading starts: change the file right then.
+  const port = { ...s.ctx.fs };
+  const openAppend = port.openAppend;
+  let changed = false;
+  port.openAppend = (f) => {
+    if (!changed && f.endsWith('journal.log')) {
+      changed = true;
+      fs.writeFileSync(file, ndjson(items).replace(/^.*"id-12".*$/m, '{not json'));
+    }
+    return openAppend(f);
+  };
+  s.setFs(port);
+  const extra = rawEntry(100, now);
+  const error = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(extra)], source: [], input: file }, s.ctx), { instanceOf: IoError });
+  t.regex(error!.message, /changed while it was being stored: 8 entries were stored before the change and are safe/);
+  const again = await aggregate.run({ entry: [JSON.stringify([extra, ...items.slice(0, 7)])], source: [] }, s.ctx);
+  t.is(again.duplicates, 8);
+  t.is(again.accepted, 0);
+});
+
+test('the host spills stdin over the limit to the given file and returns its size', async (t) => {
+  const dir = tempDir(t);
+  const spill = path.join(dir, 'spill.ndjson');
+  let seen: unknown;
+  const probe: HandlerDefinition = {
+    name: 'probe',
+    summary: 'reads stdin',
+    help: 'probe',
+    options: {},
+    input: v.object({}),
+    needsStore: false,
+    run: async (_input, ctx) => {
+      seen = await ctx.readStdin(10, () => spill);
+      return {};
+    },
+  };
+  const registry = createRegistry();
+  registry.register({ name: 'demo', handlers: { probe: { summary: 'reads stdin', load: async () => probe } }, hooks: [] });
+  const io = { stdout: { write: () => true }, stderr: { write: () => true }, stdin: Readable.from([Buffer.from('0123456789'), Buffer.from('abcdef'), Buffer.from('XYZ')]), env: {}, cwd: dir };
+  t.is(await runHost(['probe'], io, registry), 0);
+  t.deepEqual(seen, { spilled: spill, bytes: 19 });
+  t.is(fs.readFileSync(spill, 'utf8'), '0123456789abcdefXYZ');
+  t.is(fs.statSync(spill).mode & 0o777, 0o600);
+});
