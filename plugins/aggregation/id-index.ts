@@ -29,39 +29,118 @@ export interface IdIndex {
   add(pairs: ReadonlyArray<{ entryId: string; batchId: string }>): Promise<void>;
 }
 
+/** FNV-1a over UTF-16 code units: a second 32-bit hash of an id, independent of its CRC-32. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Fingerprints of ids — CRC-32 and FNV-1a, 64 bits — in an open-addressing hash set held in
+ * one Uint32Array (linear probing, at most half full): about 16 bytes per id instead of ~100
+ * for a Set of strings, so a streamed ingest of 1,000,000 entries keeps the whole index in
+ * ~32 MB. A hit only means "maybe": the caller confirms it against the shard's text, so a
+ * fingerprint collision can never turn a new entry into a duplicate.
+ */
+class FingerprintSet {
+  private table = new Uint32Array(2 * 4096);
+  private count = 0;
+
+  has(a: number, b: number): boolean {
+    const mask = this.table.length / 2 - 1;
+    for (let slot = b & mask; ; slot = (slot + 1) & mask) {
+      const x = this.table[2 * slot]!;
+      const y = this.table[2 * slot + 1]!;
+      if (x === 0 && y === 0) return false;
+      if (x === a && y === b) return true;
+    }
+  }
+
+  add(a: number, b: number): void {
+    if (a === 0 && b === 0) b = 1; // (0, 0) marks an empty slot
+    if (this.has(a, b)) return;
+    if ((this.count + 1) * 2 > this.table.length / 2) this.grow();
+    this.insert(a, b);
+    this.count++;
+  }
+
+  private insert(a: number, b: number): void {
+    const mask = this.table.length / 2 - 1;
+    let slot = b & mask;
+    while (this.table[2 * slot] !== 0 || this.table[2 * slot + 1] !== 0) slot = (slot + 1) & mask;
+    this.table[2 * slot] = a;
+    this.table[2 * slot + 1] = b;
+  }
+
+  private grow(): void {
+    const old = this.table;
+    this.table = new Uint32Array(old.length * 2);
+    for (let i = 0; i < old.length; i += 2) if (old[i] !== 0 || old[i + 1] !== 0) this.insert(old[i]!, old[i + 1]!);
+  }
+}
+
 export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
   const shardFile = (shard: string) => path.join(dir, `ids-${shard}.tsv`);
-  /** Ids of each shard read so far, and how many bytes of its file were read. */
-  const loaded = new Map<string, { ids: Set<string>; bytes: number }>();
-  const loadShard = (shard: string): Set<string> => {
-    let state = loaded.get(shard);
-    if (!state) loaded.set(shard, (state = { ids: new Set(), bytes: 0 }));
-    const size = fsPort.stat(shardFile(shard))?.size ?? 0;
-    if (size <= state.bytes) return state.ids;
-    let data: Buffer;
+  const fingerprints = new FingerprintSet();
+  /** Bytes of each shard file already fingerprinted (shards are append-only). */
+  const readBytes = new Map<string, number>();
+  const readShard = (shard: string): Buffer | undefined => {
     try {
-      data = fsPort.readFile(shardFile(shard));
+      return fsPort.readFile(shardFile(shard));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      return state.ids;
+      return undefined;
+    }
+  };
+  /** Fingerprints the bytes appended to `shard` since the last refresh. */
+  const refresh = (shard: string): void => {
+    const done = readBytes.get(shard) ?? 0;
+    const size = fsPort.stat(shardFile(shard))?.size ?? 0;
+    if (size <= done) return;
+    let data: Buffer;
+    try {
+      data = fsPort.readFileFrom(shardFile(shard), done);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      return;
     }
     // Every write starts with a newline, so the appended tail splits into whole lines.
-    for (const line of data.toString('utf8', state.bytes).split('\n')) {
+    for (const line of data.toString('utf8').split('\n')) {
       const tab = line.indexOf('\t');
-      if (tab > 0) state.ids.add(line.slice(0, tab));
+      if (tab > 0) {
+        const id = line.slice(0, tab);
+        fingerprints.add(crc32(id), fnv1a(id));
+      }
     }
-    state.bytes = data.length;
-    return state.ids;
+    readBytes.set(shard, done + data.length);
   };
-  const checked = new Set<string>();
+  const refreshed = new Set<string>();
   return {
     lookup(ids) {
       const found = new Set<string>();
-      checked.clear();
+      const maybe = new Map<string, string[]>();
+      refreshed.clear();
       for (const id of ids) {
-        const shard = shardOf(id);
-        const set = checked.has(shard) ? loaded.get(shard)!.ids : (checked.add(shard), loadShard(shard));
-        if (set.has(id)) found.add(id);
+        const a = crc32(id);
+        const shard = (a & 0xff).toString(16).padStart(2, '0');
+        if (!refreshed.has(shard)) {
+          refresh(shard);
+          refreshed.add(shard);
+        }
+        if (!fingerprints.has(a, fnv1a(id) || (a === 0 ? 1 : 0))) continue;
+        let list = maybe.get(shard);
+        if (!list) maybe.set(shard, (list = []));
+        list.push(id);
+      }
+      // Confirm every "maybe" against the shard's text: exact ids only.
+      for (const [shard, candidates] of maybe) {
+        const stored = new Set<string>();
+        for (const line of (readShard(shard)?.toString('utf8') ?? '').split('\n')) {
+          const tab = line.indexOf('\t');
+          if (tab > 0) stored.add(line.slice(0, tab));
+        }
+        for (const id of candidates) if (stored.has(id)) found.add(id);
       }
       return found;
     },
@@ -74,7 +153,7 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
         let lines = byShard.get(shard);
         if (!lines) byShard.set(shard, (lines = []));
         lines.push(`${entryId}\t${batchId}`);
-        loaded.get(shard)?.ids.add(entryId);
+        fingerprints.add(crc32(entryId), fnv1a(entryId));
       }
       let created = false;
       const appends: Array<{ file: string; data: Buffer }> = [];

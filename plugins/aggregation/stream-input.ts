@@ -15,8 +15,8 @@ import { ENTRY_MESSAGES } from './entry.js';
 
 /** Inputs larger than this (bytes) are streamed in chunks instead of read whole. */
 export const STREAM_AFTER_BYTES = 32 * 1024 * 1024;
-/** Entries per chunk: parsed, validated and stored together (bounds memory, about 20 MB). */
-export const STREAM_CHUNK_ENTRIES = 20_000;
+/** Entries per chunk: parsed, validated and stored together (bounds memory: about 5 MB of entries). */
+export const STREAM_CHUNK_ENTRIES = 5_000;
 
 /**
  * Module state in one place (STYLE §8): tests lower both to stream small inputs, and call
@@ -29,7 +29,7 @@ export function resetStreamTuning(): void {
   streamTuning.chunkEntries = STREAM_CHUNK_ENTRIES;
 }
 /** Bytes read from the file per read call. */
-const READ_BYTES = 4 * 1024 * 1024;
+const READ_BYTES = 1024 * 1024;
 /** A line longer than this (bytes) cannot hold a valid entry (metadata ≤ 16 KiB): an error. */
 export const MAX_LINE_BYTES = 1024 * 1024;
 /** Problems kept for the error's details; the rest are counted (the host prints ≤ 1,000). */

@@ -41,6 +41,8 @@ export const FILE_MODE = 0o600;
 export interface FsPrimitives {
   /** Whole file as a Buffer; throws ENOENT when missing. */
   readFile(file: string): Buffer;
+  /** The file's bytes from byte `offset` to its end (empty when shorter); throws ENOENT when missing. */
+  readFileFrom(file: string, offset: number): Buffer;
   /** Names in a directory (not paths); [] when the directory is missing. */
   readdir(dir: string): string[];
   /** `stat`, or undefined when the path does not exist. */
@@ -194,6 +196,22 @@ export function withDurability(p: FsPrimitives): FsPort {
 export function createNodePrimitives(): FsPrimitives {
   return {
     readFile: (file) => fs.readFileSync(file),
+    readFileFrom: (file, offset) => {
+      const fd = fs.openSync(file, 'r');
+      try {
+        const size = fs.fstatSync(fd).size;
+        const out = Buffer.allocUnsafe(Math.max(0, size - offset));
+        let got = 0;
+        while (got < out.length) {
+          const n = fs.readSync(fd, out, got, out.length - got, offset + got);
+          if (n === 0) break;
+          got += n;
+        }
+        return out.subarray(0, got);
+      } finally {
+        fs.closeSync(fd);
+      }
+    },
     readdir: (dir) => {
       try {
         return fs.readdirSync(dir);

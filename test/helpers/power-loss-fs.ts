@@ -99,6 +99,12 @@ export class SimulatedDisk {
         if (!inode) throw errno(this.dirs.has(file) ? 'EISDIR' : 'ENOENT', file);
         return Buffer.from(inode.data);
       },
+      readFileFrom: (file, offset) => {
+        this.read();
+        const inode = this.files.get(file);
+        if (!inode) throw errno(this.dirs.has(file) ? 'EISDIR' : 'ENOENT', file);
+        return Buffer.from(inode.data.subarray(offset));
+      },
       readdir: (dir) => {
         this.read();
         const names: string[] = [];

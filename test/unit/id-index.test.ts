@@ -1,0 +1,39 @@
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openIdIndex, shardOf } from '../../plugins/aggregation/id-index.js';
+import { createNodeFsPort } from '../../src/core/fs-port.js';
+import { tempDir } from '../helpers/store.js';
+
+test('an index sees ids another index (another process) appended after its first lookup', async (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  const port = createNodeFsPort();
+  const reader = openIdIndex(dir, port);
+  const writer = openIdIndex(dir, port);
+  await writer.add([{ entryId: 'a', batchId: 'b1' }]);
+  t.deepEqual([...reader.lookup(['a', 'b'])], ['a']);
+  await writer.add([{ entryId: 'b', batchId: 'b2' }]);
+  t.deepEqual([...reader.lookup(['a', 'b', 'c'])].sort(), ['a', 'b']);
+});
+
+test('50,000 ids: every stored id is found, no other id is, and a deleted shard forgets its ids', async (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  const port = createNodeFsPort();
+  const ids = Array.from({ length: 50_000 }, (_, i) => `e_${i.toString(16).padStart(32, '0')}`);
+  const index = openIdIndex(dir, port);
+  await index.add(ids.filter((_, i) => i % 2 === 0).map((entryId) => ({ entryId, batchId: 'batch_x' })));
+  const found = index.lookup(ids);
+  t.is(found.size, 25_000);
+  t.true(ids.every((id, i) => found.has(id) === (i % 2 === 0)));
+  // Fingerprints are only hints: the shard's text decides.
+  const victim = ids[0]!;
+  fs.rmSync(path.join(dir, `ids-${shardOf(victim)}.tsv`));
+  t.false(index.lookup([victim]).has(victim));
+});
+
+test('ids with any characters (user-given entryIds) round-trip through the shards', async (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  const odd = ['session:ana:42:3600000', 'ünïcödé-✓', 'x'.repeat(200), '0'];
+  await openIdIndex(dir, createNodeFsPort()).add(odd.map((entryId) => ({ entryId, batchId: 'batch_y' })));
+  t.deepEqual([...openIdIndex(dir, createNodeFsPort()).lookup([...odd, 'missing'])].sort(), [...odd].sort());
+});
