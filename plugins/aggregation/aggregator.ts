@@ -98,8 +98,8 @@ const newBatchId = (at: number): string => `batch_${String(at).padStart(13, '0')
 
 /**
  * Runs `fn` with the store open and locked. Creates the layout (0700), takes the lock
- * (LockedError after 10 s), resumes an open intent, and after `fn` compacts the journal when due
- * and saves metrics. File-system errors become IoError naming the data root.
+ * (LockedError after 30 s unless `lockTimeoutMs` says otherwise, ms), resumes an open intent,
+ * and after `fn` compacts the journal when due and saves metrics when a counter changed. File-system errors become IoError naming the data root.
  */
 export async function withStore<T>(ctx: HandlerContext, fn: (store: OpenStore) => Promise<T>, options: StoreOptions = {}): Promise<T> {
   // A lock lost mid-operation aborts before the next durable step; every step is idempotent on
@@ -149,9 +149,13 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
       ctx.log.warn('journal records quarantined', { ...quarantine, dir: layout.errors });
     }
     const index = options.index ?? openIdIndex(layout.index, ctx.fs);
-    const metrics = readMetrics(ctx.fs, layout.metrics, (error) =>
-      ctx.log.warn('metrics.json was unreadable; counters start again from zero', { file: layout.metrics, error: String(error) }),
-    );
+    let metricsUnreadable = false;
+    const metrics = readMetrics(ctx.fs, layout.metrics, (error) => {
+      metricsUnreadable = true;
+      ctx.log.warn('metrics.json was unreadable; counters start again from zero', { file: layout.metrics, error: String(error) });
+    });
+    // A call that changed no counter (a status read, a metrics scrape) leaves metrics.json alone.
+    const metricsAtOpen = JSON.stringify(metrics);
     const heldLock = lock;
     const store = createOpenStore(ctx, layout, journal, index, metrics, quarantine, heldLock);
     store.resumed = resolveOpenIntent(ctx, store, heldLock);
@@ -167,7 +171,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
     } finally {
       journal.close();
       try {
-        writeMetrics(ctx.fs, layout.metrics, metrics);
+        if (metricsUnreadable || JSON.stringify(metrics) !== metricsAtOpen) writeMetrics(ctx.fs, layout.metrics, metrics);
       } catch (error) {
         ctx.log.warn('metrics not saved', { error: String(error) });
       }

@@ -58,13 +58,49 @@ export function emptyMetrics(): MetricsFile {
  */
 export function readMetrics(fsPort: FsPort, file: string, onUnreadable?: (error: unknown) => void): MetricsFile {
   try {
-    const parsed = JSON.parse(fsPort.readFile(file).toString('utf8')) as Partial<MetricsFile>;
-    const base = emptyMetrics();
-    return { ...base, ...parsed, recovery: { ...base.recovery, ...parsed.recovery }, flushesByTrigger: { ...parsed.flushesByTrigger } };
+    return normalizeMetrics(JSON.parse(fsPort.readFile(file).toString('utf8')));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') onUnreadable?.(error);
     return emptyMetrics();
   }
+}
+
+/** A finite count ≥ 0, else 0 (a field an older or hand-edited metrics.json lacks or mangled). */
+const count = (value: unknown): number => (typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : 0);
+
+/**
+ * Fills in what an older metrics.json lacks: every counter missing or not a non-negative number
+ * reads 0, per-trigger and recovery-outcome counters default to 0, and the histogram gets one
+ * count per FLUSH_BUCKETS_MS bucket plus +Inf (an old file with other buckets is not
+ * re-binned: its counts restart, since they cannot be mapped to these bounds).
+ */
+export function normalizeMetrics(raw: unknown): MetricsFile {
+  const parsed = (raw !== null && typeof raw === 'object' ? raw : {}) as Partial<Record<keyof MetricsFile, unknown>>;
+  const base = emptyMetrics();
+  const rawRecovery = (parsed.recovery !== null && typeof parsed.recovery === 'object' ? parsed.recovery : {}) as Record<string, unknown>;
+  const rawTriggers = (parsed.flushesByTrigger !== null && typeof parsed.flushesByTrigger === 'object' ? parsed.flushesByTrigger : {}) as Record<string, unknown>;
+  const histogram = Array.isArray(parsed.flushHistogram) && parsed.flushHistogram.length === base.flushHistogram.length ? parsed.flushHistogram.map(count) : base.flushHistogram;
+  return {
+    version: 1,
+    totalOperations: count(parsed.totalOperations),
+    successfulOperations: count(parsed.successfulOperations),
+    acceptedEntries: count(parsed.acceptedEntries),
+    duplicateEntries: count(parsed.duplicateEntries),
+    flushes: count(parsed.flushes),
+    flushesByTrigger: Object.fromEntries(Object.entries(rawTriggers).map(([trigger, n]) => [trigger, count(n)])),
+    totalFlushTimeMs: count(parsed.totalFlushTimeMs),
+    maxFlushTimeMs: count(parsed.maxFlushTimeMs),
+    flushHistogram: histogram,
+    retryCount: count(parsed.retryCount),
+    failedFlushes: count(parsed.failedFlushes),
+    recovery: {
+      processed: count(rawRecovery.processed),
+      succeeded: count(rawRecovery.succeeded),
+      failed: count(rawRecovery.failed),
+      abandoned: count(rawRecovery.abandoned),
+      quarantined: count(rawRecovery.quarantined),
+    },
+  };
 }
 
 /**
@@ -98,10 +134,21 @@ export function flushQuantileMs(m: MetricsFile, q: number): number | null {
   return m.maxFlushTimeMs;
 }
 
-/** The `metrics` object of `aggregate-status` (SPEC §3). Times in ms; successRate in 0–1. */
+/** Flush triggers (SPEC §5), each always reported (0 when it never fired). */
+export const FLUSH_TRIGGERS = ['size', 'threshold', 'age', 'manual'] as const;
+
+/**
+ * The `metrics` object of `aggregate-status` (SPEC §3). Times in ms; successRate in 0–1.
+ * `flushHistogram.counts[i]` counts flushes that took at most `bucketsMs[i]` ms and more than
+ * the bound before it (not cumulative); the last count, one past `bucketsMs`, is the +Inf
+ * bucket. `recoveryOutcomes` are totals over every recovery pass this data root has run.
+ */
 export function summarizeMetrics(m: MetricsFile) {
+  const flushesByTrigger: Record<string, number> = Object.fromEntries(FLUSH_TRIGGERS.map((t) => [t, 0]));
+  for (const [trigger, n] of Object.entries(m.flushesByTrigger)) flushesByTrigger[trigger] = n;
   return {
     totalOperations: m.totalOperations,
+    successfulOperations: m.successfulOperations,
     successRate: m.totalOperations === 0 ? 1 : m.successfulOperations / m.totalOperations,
     averageFlushTime: m.flushes === 0 ? 0 : m.totalFlushTimeMs / m.flushes,
     maxFlushTime: m.maxFlushTimeMs,
@@ -110,8 +157,11 @@ export function summarizeMetrics(m: MetricsFile) {
     retryCount: m.retryCount,
     failedFlushes: m.failedFlushes,
     flushes: m.flushes,
-    flushesByTrigger: m.flushesByTrigger,
+    flushesByTrigger,
+    totalFlushTime: m.totalFlushTimeMs,
+    flushHistogram: { bucketsMs: [...FLUSH_BUCKETS_MS], counts: [...m.flushHistogram] },
     acceptedEntries: m.acceptedEntries,
     duplicateEntries: m.duplicateEntries,
+    recoveryOutcomes: { succeeded: m.recovery.succeeded, failed: m.recovery.failed, abandoned: m.recovery.abandoned, quarantined: m.recovery.quarantined },
   };
 }

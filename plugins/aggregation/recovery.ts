@@ -57,11 +57,29 @@ export interface RecoveryResult {
   waiting: Array<{ batchId: string; nextRetryAt: number }>;
 }
 
-/** Runs one pass over recovery/ with the store open. `only` limits it to one batch id. */
+/**
+ * Runs one pass over recovery/ with the store open. `only` limits it to one batch id. Adds its
+ * outcomes to the persisted totals (`metrics.json` `recovery`), also when it throws half way.
+ */
 export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: string): RecoveryResult {
+  const result: RecoveryResult = { processed: 0, succeeded: 0, failed: 0, abandoned: 0, quarantined: 0, waiting: [] };
+  try {
+    passOver(ctx, store, only, result);
+  } finally {
+    // Outcomes count even when the pass stops half way (an I/O error): what was done, was done.
+    const m = store.metrics.recovery;
+    m.processed += result.processed;
+    m.succeeded += result.succeeded;
+    m.failed += result.failed;
+    m.abandoned += result.abandoned;
+    m.quarantined += result.quarantined;
+  }
+  return result;
+}
+
+function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefined, result: RecoveryResult): void {
   const { layout } = store;
   const log = ctx.logFor('recovery');
-  const result: RecoveryResult = { processed: 0, succeeded: 0, failed: 0, abandoned: 0, quarantined: 0, waiting: [] };
   const now = ctx.now();
   const docs = new Map<string, FailedBatchFile>();
   for (const name of ctx.fs.readdir(layout.recovery)) {
@@ -118,11 +136,4 @@ export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: st
       }
     }
   }
-  const m = store.metrics.recovery;
-  m.processed += result.processed;
-  m.succeeded += result.succeeded;
-  m.failed += result.failed;
-  m.abandoned += result.abandoned;
-  m.quarantined += result.quarantined;
-  return result;
 }

@@ -20,4 +20,13 @@ export const messages = {
   badFormat: (value: string, valid: string[]) => `--format must be one of ${valid.join(', ')}, got "${value}"`,
   invalidInput: (action: string, count: number) => `Invalid arguments for ${action} (${count} problem${count === 1 ? '' : 's'})`,
   internal: (message: string) => `Internal error: ${message}`,
+  badMetricsPort: 'must be a TCP port number from 1 to 65535, or 0 for any free port',
+  metricsListenFailed: (host: string, port: number, reason: string) =>
+    reason === 'EADDRINUSE'
+      ? `Cannot serve metrics on ${host}:${port}: the port is already in use (EADDRINUSE). Nothing was started; choose another --metrics-port, or 0 for any free port.`
+      : `Cannot serve metrics on ${host}:${port}: ${reason}. Nothing was started; choose another --metrics-port${reason === 'EACCES' ? ' (ports below 1024 need privileges)' : ''}.`,
+  metricsListening: (url: string) => `provider-bridge serve: metrics at ${url}\n`,
+  metricsNotFound: 'Not found. The metrics are at /metrics.\n',
+  metricsMethod: (method: string) => `Method ${method} not allowed on /metrics; use GET.\n`,
+  metricsUnavailable: (reason: string) => `No status read yet: ${reason}. Try again shortly.\n`,
 };

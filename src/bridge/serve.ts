@@ -7,13 +7,29 @@
  * Each schedule is a one-off node-schedule job at `now + everyMs` (to the second), re-armed only after its run
  * finished, and all runs go through one queue: runs never overlap, and a slow run delays the
  * next instead of piling up. One run of every schedule happens at start.
+ *
+ * With `--metrics-port=N`, `GET http://127.0.0.1:N/metrics` serves the store's status in the
+ * Prometheus text format. A scrape reads the status through the same queue (never beside a
+ * scheduled run), without flushing, waiting at most SCRAPE_WAIT_MS for the queue and the store
+ * lock; when that is not enough it serves the last status it read (its
+ * `flowforge_aggregation_status_timestamp_seconds` says when), or 503 before the first one.
  */
 import * as v from 'valibot';
 import type { HandlerContext } from '../core/context.js';
 import type { HandlerDefinition, ScheduleBinding } from '../core/handler.js';
+import type { MetricsResponse, MetricsServer } from './metrics-server.js';
+import { messages } from './messages.js';
 import type { Registry } from './registry.js';
 
-const ServeInput = v.object({});
+const ServeInput = v.object({
+  'metrics-port': v.optional(v.pipe(v.string(), v.regex(/^\d{1,5}$/, messages.badMetricsPort), v.transform(Number), v.maxValue(65_535, messages.badMetricsPort))),
+});
+
+/**
+ * How long a scrape waits for a fresh status (the run in progress, then the store lock held
+ * by another process), milliseconds. Well under Prometheus's default 10 s scrape timeout.
+ */
+export const SCRAPE_WAIT_MS = 2_000;
 
 /** What `serve` reports when it stops: runs per schedule, failures, the signal, the final flush. */
 export interface ServeResult {
@@ -22,6 +38,23 @@ export interface ServeResult {
   runs: Record<string, number>;
   failures: Record<string, number>;
   finalFlush: { flushed: number; pending: number } | { error: string };
+  /** With a metrics port: its URL and the scrapes answered by kind (fresh, stale, unavailable). */
+  metrics?: { url: string; fresh: number; stale: number; unavailable: number };
+}
+
+/** The metrics endpoint of `serve`: where to listen and how to read the exposition. */
+export interface ServeMetrics {
+  /** TCP port on 127.0.0.1, 1–65535, or 0 for any free port. */
+  port: number;
+  /**
+   * Reads the store's status and renders it (runs on the serve queue, so never beside a
+   * scheduled run). Should give up on the store lock within about SCRAPE_WAIT_MS.
+   */
+  collect(ctx: HandlerContext): Promise<{ contentType: string; body: string }>;
+  /** Called once listening, with the endpoint URL (port 0 resolved). */
+  onListening?(url: string): void;
+  /** How long a scrape waits for a fresh status, ms (default SCRAPE_WAIT_MS). */
+  waitMs?: number;
 }
 
 /** Options for tests: which signals stop it (default SIGINT, SIGTERM) and an abort hook. */
@@ -31,9 +64,14 @@ export interface ServeOptions {
   stopWhen?: Promise<string>;
   /** Called once the start-up runs have finished. */
   onReady?: () => void;
+  /** Serve metrics over HTTP while running (bound before anything runs). */
+  metrics?: ServeMetrics;
 }
 
-/** Runs the schedules until stopped. Errors of single runs are logged and counted, never fatal. */
+/**
+ * Runs the schedules until stopped. Errors of single runs are logged and counted, never fatal.
+ * Throws IoError (exit 1) before anything ran when the metrics port cannot be bound.
+ */
 export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBinding[], options: ServeOptions = {}): Promise<ServeResult> {
   const schedule = (await import('node-schedule')).default;
   const startedAt = ctx.now();
@@ -43,8 +81,20 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
   let stopping = false;
   let queue: Promise<void> = Promise.resolve();
 
-  const runOne = (binding: ScheduleBinding): Promise<void> => {
-    queue = queue.then(async () => {
+  /** Runs `job` after everything queued before it; the queue itself never rejects. */
+  const enqueue = <T>(job: () => Promise<T>): Promise<T> => {
+    const run = queue.then(job);
+    queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  };
+
+  const endpoint = options.metrics ? await startEndpoint(ctx, options.metrics, enqueue, () => stopping) : undefined;
+
+  const runOne = (binding: ScheduleBinding): Promise<void> =>
+    enqueue(async () => {
       if (stopping) return;
       const started = performance.now();
       try {
@@ -56,8 +106,6 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
         ctx.log.error('scheduled run failed', { schedule: binding.name, error: (error as Error).message });
       }
     });
-    return queue;
-  };
 
   const arm = (binding: ScheduleBinding): void => {
     if (stopping) return;
@@ -93,6 +141,7 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
   for (const job of jobs.values()) job.cancel();
   jobs.clear();
   for (const s of signals) process.removeListener(s, onSignal);
+  await endpoint?.server.close(); // no new scrapes; one already queued sees `stopping` and ends
   await queue; // the run in progress finishes
   let finalFlush: ServeResult['finalFlush'];
   try {
@@ -105,8 +154,68 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
     finalFlush = { error: (error as Error).message };
     ctx.log.error('final flush failed', { error: (error as Error).message });
   }
-  ctx.log.info('serve stopped', { reason, runs, failures });
-  return { stoppedBy: reason, uptimeMs: ctx.now() - startedAt, runs, failures, finalFlush };
+  ctx.log.info('serve stopped', { reason, runs, failures, metrics: endpoint?.counts });
+  const result: ServeResult = { stoppedBy: reason, uptimeMs: ctx.now() - startedAt, runs, failures, finalFlush };
+  if (endpoint) result.metrics = { url: endpoint.server.url, ...endpoint.counts };
+  return result;
+}
+
+/**
+ * Binds the metrics endpoint and answers scrapes: one status read at a time goes through the
+ * serve queue (scrapes arriving meanwhile share it); a scrape waits for it at most
+ * SCRAPE_WAIT_MS, else gets the last exposition read, or 503 when there is none yet.
+ */
+async function startEndpoint(
+  ctx: HandlerContext,
+  metrics: ServeMetrics,
+  enqueue: <T>(job: () => Promise<T>) => Promise<T>,
+  isStopping: () => boolean,
+): Promise<{ server: MetricsServer; counts: { fresh: number; stale: number; unavailable: number } }> {
+  const counts = { fresh: 0, stale: 0, unavailable: 0 };
+  const waitMs = metrics.waitMs ?? SCRAPE_WAIT_MS;
+  let last: { contentType: string; body: string } | undefined;
+  let reading: Promise<{ contentType: string; body: string }> | undefined;
+
+  const respond = async (): Promise<MetricsResponse> => {
+    if (!reading) {
+      const read = enqueue(async () => {
+        if (isStopping()) throw new Error('serve is stopping');
+        return metrics.collect(ctx);
+      });
+      reading = read;
+      read.then(
+        (exposition) => (last = exposition),
+        (error: unknown) => ctx.log.warn('metrics scrape could not read the status', { error: (error as Error).message }),
+      ).finally(() => {
+        if (reading === read) reading = undefined;
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      reading.then(
+        (exposition) => ({ exposition }),
+        (error: unknown) => ({ error: (error as Error).message }),
+      ),
+      new Promise<{ error: string }>((resolve) => (timer = setTimeout(() => resolve({ error: `the store stayed busy for ${waitMs} ms` }), waitMs))),
+    ]);
+    clearTimeout(timer);
+    if ('exposition' in outcome) {
+      counts.fresh++;
+      return { status: 200, ...outcome.exposition };
+    }
+    if (last) {
+      counts.stale++;
+      return { status: 200, ...last };
+    }
+    counts.unavailable++;
+    return { status: 503, contentType: 'text/plain; charset=utf-8', body: messages.metricsUnavailable(outcome.error) };
+  };
+
+  const { startMetricsServer } = await import('./metrics-server.js');
+  const server = await startMetricsServer({ port: metrics.port, respond, onError: (error) => ctx.log.warn('metrics endpoint error', { error: error.message }) });
+  ctx.log.info('metrics endpoint listening', { url: server.url });
+  metrics.onListening?.(server.url);
+  return { server, counts };
 }
 
 /** The `serve` action, bound to the registry whose plugins' schedules it runs. */
@@ -114,16 +223,42 @@ export function createServeAction(registry: Registry): HandlerDefinition<typeof 
   return {
     name: 'serve',
     summary: 'stay alive and run recovery, health checks, age flushes until SIGINT/SIGTERM',
-    help: `Usage: provider-bridge serve
+    help: `Usage: provider-bridge serve [--metrics-port=N]
 
 Keeps the host alive and runs, with node-schedule: the recovery pass every
 recovery.scheduleInterval, the health check every recovery.healthCheckInterval, the
 age-trigger check every maxAge/2 (1–30 s), one of each at start. Runs never overlap.
 SIGINT or SIGTERM finishes the current run, flushes everything pending, and exits 0.
-Logs go to <data root>/logs/aggregation.log; the result is printed when it stops.`,
-    options: {},
+Logs go to <data root>/logs/aggregation.log; the result is printed when it stops.
+
+  --metrics-port=N   also serve Prometheus metrics at http://127.0.0.1:N/metrics
+                     (loopback only; 0 picks a free port, printed on stderr). A port
+                     already in use is exit 1 before anything runs.`,
+    options: { 'metrics-port': { type: 'string' } },
     input: ServeInput,
-    run: (_input, ctx) => serveSchedules(ctx, registry.plugins().flatMap((p) => p.schedules ?? [])),
+    run: (input, ctx) => {
+      const port = input['metrics-port'];
+      return serveSchedules(
+        ctx,
+        registry.plugins().flatMap((p) => p.schedules ?? []),
+        port === undefined
+          ? {}
+          : {
+              metrics: {
+                port,
+                async collect(c) {
+                  const [{ readStatus }, { renderPrometheus }] = await Promise.all([
+                    import('../../plugins/aggregation/handlers/aggregate-status.js'),
+                    import('../../plugins/aggregation/prometheus.js'),
+                  ]);
+                  return renderPrometheus(await readStatus(c, { applyAgeTrigger: false, lockTimeoutMs: SCRAPE_WAIT_MS }));
+                },
+                // The one line serve prints while running: where the metrics are (port 0 resolved).
+                onListening: (url) => process.stderr.write(messages.metricsListening(url)),
+              },
+            },
+      );
+    },
     formatText: (r) => `stopped by ${r.stoppedBy} after ${Math.round(r.uptimeMs / 1000)} s; runs ${JSON.stringify(r.runs)}; final flush ${JSON.stringify(r.finalFlush)}`,
   };
 }
