@@ -62,7 +62,7 @@ const CLONE_FILE = 'clone.json';
 const BATCH_FILE_NAME = /^(batch_\d{13}_[0-9a-f]{8})\.json$/;
 
 /** Why one batch was not published or not materialized. */
-export type SyncProblemKind = BatchProblem | 'name-mismatch' | 'too-large' | 'missing-object' | 'not-a-clone-id';
+export type SyncProblemKind = BatchProblem | 'name-mismatch' | 'too-large' | 'missing-object' | 'not-a-clone-id' | 'not-a-sync-commit';
 
 /** One batch (or ref) that sync left out, with who it came from. */
 export interface SyncProblem {
@@ -114,6 +114,7 @@ const PROBLEM_TEXT: Record<SyncProblemKind, string> = {
   'too-large': `is larger than ${MAX_TEAM_BATCH_BYTES} bytes`,
   'missing-object': 'is listed in the ref but git does not have its object',
   'not-a-clone-id': 'ref name is not a clone id (16–64 hex digits)',
+  'not-a-sync-commit': 'ref does not point to a commit git can list',
 };
 
 const problem = (cloneId: string, batchId: string, kind: SyncProblemKind): SyncProblem => ({ cloneId, batchId, problem: kind, message: PROBLEM_TEXT[kind] });
@@ -411,7 +412,16 @@ async function materialize(ctx: HandlerContext, git: GitClient, layout: StoreLay
     const dir = path.join(layout.team, id);
     const present = new Set(ctx.fs.readdir(dir));
     const wanted: Array<[string, TreeEntry]> = [];
-    for (const [batchId, entry] of await readTree(git, commit)) {
+    let tree: Map<string, TreeEntry>;
+    try {
+      tree = await readTree(git, commit);
+    } catch (error) {
+      // One teammate's broken ref (a blob, a missing commit) must not stop everyone's sync.
+      if (!(error instanceof GitError)) throw error;
+      result.problems.push({ ...problem(id, '', 'not-a-sync-commit'), message: `${PROBLEM_TEXT['not-a-sync-commit']}: ${gitFailure(error)}` });
+      continue;
+    }
+    for (const [batchId, entry] of tree) {
       if (present.has(`${batchId}.json`) || (id === cloneId && local.has(batchId))) continue;
       if (entry.size > MAX_TEAM_BATCH_BYTES) result.problems.push(problem(id, batchId, 'too-large'));
       else wanted.push([batchId, entry]);

@@ -235,7 +235,7 @@ test('three clones share batches through their own refs; offline sync catches up
   t.is(carolUsers.size, 1, 'the legacy pseudonym is the same one the hook path stores');
 });
 
-test('batches that fail verification are reported with clone and batch id and never written; a ref that is not a clone id is ignored', async (t) => {
+test('batches that fail verification are reported with clone and batch id and never written; a ref that is not a clone id or not a commit is reported, not fatal', async (t) => {
   const team = setUpTeam(t);
   const a = team.clone('alice', ALICE);
   a.batch([entry('a-1', ALICE.name)]);
@@ -253,24 +253,26 @@ test('batches that fail verification are reported with clone and batch id and ne
   const root = execFileSync('git', ['mktree'], { cwd: x.dir, env: team.base.env, input: `040000 tree ${sub}\tbatches\n` }).toString().trim();
   const commit = x.git(['commit-tree', '-m', 'by hand', root]);
   const fakeId = 'f'.repeat(32);
-  x.git(['push', '-q', 'origin', `${commit}:refs/flowforge/aggregated/${fakeId}`, `${commit}:refs/flowforge/aggregated/Not-An-Id`]);
+  const blobOnly = blob({ not: 'a commit' });
+  x.git(['push', '-q', 'origin', `${commit}:refs/flowforge/aggregated/${fakeId}`, `${commit}:refs/flowforge/aggregated/Not-An-Id`, `${blobOnly}:refs/flowforge/aggregated/${'e'.repeat(32)}`]);
 
   const r = a.cli(['aggregate-sync']);
   t.is(r.code, 0, r.stdout + r.stderr);
   const expectedProblems = [
     { cloneId: 'Not-An-Id', batchId: '', problem: 'not-a-clone-id', message: 'ref name is not a clone id (16–64 hex digits)' },
+    { cloneId: 'e'.repeat(32), batchId: '', problem: 'not-a-sync-commit', message: `ref does not point to a commit git can list: fatal: not a tree object` },
     { cloneId: fakeId, batchId: 'batch_1768469400000_0000000b', problem: 'checksum', message: 'checksum does not match its entries' },
     { cloneId: fakeId, batchId: 'batch_1768469400000_0000000c', problem: 'newer-version', message: 'was written by a newer version of this tool; upgrade to read it' },
   ];
   t.deepEqual(r.json.result.problems, expectedProblems);
-  t.like(r.json.result.fetched, { clones: 1, batches: 1, entries: 1 });
+  t.like(r.json.result.fetched, { clones: 2, batches: 1, entries: 1 });
   t.deepEqual(a.teamBatches(fakeId), ['batch_1768469400000_0000000a']);
   t.deepEqual(fs.readdirSync(path.join(a.dataRoot, 'team')), [fakeId]);
   // Reported again on the next sync (still not written); the good batch is not written twice.
   const again = a.cli(['aggregate-sync', '--format=text']);
   t.is(again.code, 0);
   t.regex(again.stdout, /left out: clone f{32} batch batch_1768469400000_0000000b: checksum does not match its entries/);
-  t.regex(again.stdout, /fetched from origin: 1 other clone\(s\), 0 new batch file\(s\) \(0 entries\) in team\//);
+  t.regex(again.stdout, /fetched from origin: 2 other clone\(s\), 0 new batch file\(s\) \(0 entries\) in team\//);
   // An unknown remote is a usage error naming the configured ones.
   const unknown = a.cli(['aggregate-sync', '--remote=upstream']);
   t.is(unknown.code, 2);
