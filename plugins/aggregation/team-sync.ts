@@ -13,7 +13,9 @@
  *
  * One sync, under the data root's sync lock (never under the store lock: the network can be
  * slow):
- *   1. fetch `+refs/flowforge/aggregated/*` into `refs/flowforge/remotes/<remote>/*`;
+ *   1. fetch `+refs/flowforge/aggregated/*` into `refs/flowforge/remotes/<remote>/*` (pruning
+ *      only there: a ref deleted on the remote disappears from that namespace, while the batch
+ *      files already written to `team/` stay);
  *   2. publish: a new commit on the own ref only when a local batch is not in it yet (so a
  *      second sync makes no commit and writes no object), updated with compare-and-swap;
  *      when the remote's copy of the own ref is not an ancestor of the local one (a copied data
@@ -524,7 +526,7 @@ export async function syncTeam(ctx: HandlerContext, git: GitClient, options: Syn
     for (let round = 1; ; round++) {
       try {
         await git.run(
-          ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-auto-gc', '--no-recurse-submodules', remote, `+${SYNC_REF_PREFIX}*:${trackingPrefix(remote)}*`],
+          ['fetch', '--quiet', '--prune', '--no-tags', '--no-write-fetch-head', '--no-auto-gc', '--no-recurse-submodules', remote, `+${SYNC_REF_PREFIX}*:${trackingPrefix(remote)}*`],
           { network: true },
         );
       } catch (error) {

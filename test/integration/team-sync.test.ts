@@ -273,6 +273,16 @@ test('batches that fail verification are reported with clone and batch id and ne
   t.is(again.code, 0);
   t.regex(again.stdout, /left out: clone f{32} batch batch_1768469400000_0000000b: checksum does not match its entries/);
   t.regex(again.stdout, /fetched from origin: 2 other clone\(s\), 0 new batch file\(s\) \(0 entries\) in team\//);
+  // Refs deleted on the remote are pruned from refs/flowforge/remotes/ only; team files stay.
+  team.remoteGit(['update-ref', '-d', `refs/flowforge/aggregated/${'e'.repeat(32)}`]);
+  team.remoteGit(['update-ref', '-d', 'refs/flowforge/aggregated/Not-An-Id']);
+  team.remoteGit(['update-ref', '-d', `refs/flowforge/aggregated/${fakeId}`]);
+  const pruned = a.cli(['aggregate-sync']);
+  t.deepEqual(pruned.json.result.problems, []);
+  t.is(pruned.json.result.fetched.clones, 0);
+  t.is(a.git(['for-each-ref', '--format=%(refname)', 'refs/flowforge/remotes/']), `refs/flowforge/remotes/origin/${r.json.result.cloneId}`);
+  t.deepEqual(a.teamBatches(fakeId), ['batch_1768469400000_0000000a']);
+  t.not(a.git(['for-each-ref', 'refs/remotes/origin/main']), '');
   // An unknown remote is a usage error naming the configured ones.
   const unknown = a.cli(['aggregate-sync', '--remote=upstream']);
   t.is(unknown.code, 2);
