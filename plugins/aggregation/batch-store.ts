@@ -42,6 +42,15 @@ export function readBatchFile(fsPort: FsPort, file: string): { batch: BatchFile 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+  return parseBatchBytes(raw);
+}
+
+/**
+ * Verifies the bytes of a batch (or failed batch) file — the checks of {@link readBatchFile},
+ * for bytes that are not (yet) a file, such as a batch fetched from a teammate's sync ref.
+ * Pure; never throws.
+ */
+export function parseBatchBytes(raw: Buffer): { batch: BatchFile } | { problem: BatchProblem } {
   let doc: unknown;
   try {
     // A UTF-8 byte-order mark (an editor's touch) does not make a batch unreadable.

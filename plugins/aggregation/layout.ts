@@ -30,6 +30,13 @@ export interface StoreLayout {
   cache: string;
   /** `user/`: FlowForge session files (input). */
   user: string;
+  /** `sync/`: team sync state — `clone.json` (this data root's clone id) and the sync lock. */
+  sync: string;
+  /**
+   * `team/`: other clones' batch files fetched by `aggregate-sync`, as
+   * `team/<clone id>/batch_<ms>_<hex>.json` (exact bytes, immutable; never cleaned up).
+   */
+  team: string;
 }
 
 export function storeLayout(dataRoot: string): StoreLayout {
@@ -50,6 +57,8 @@ export function storeLayout(dataRoot: string): StoreLayout {
     logs: path.join(dataRoot, 'logs'),
     cache: path.join(dataRoot, 'cache'),
     user: path.join(dataRoot, 'user'),
+    sync: path.join(dataRoot, 'sync'),
+    team: path.join(dataRoot, 'team'),
   };
 }
 

@@ -41,6 +41,9 @@ export function loadOrCreateSecret(ctx: HandlerContext): string {
   throw new Error(`${file} does not hold a valid secret (64 hex digits); move it away to create a new one`);
 }
 
+/** What {@link pseudonym} returns: `u_` + 24 hex digits. */
+export const PSEUDONYM_PATTERN = /^u_[0-9a-f]{24}$/;
+
 /** The pseudonym of `userId` under `secret`. */
 export function pseudonym(secret: string, userId: string): string {
   return 'u_' + createHmac('sha256', secret).update(userId).digest('hex').slice(0, 24);

@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'E_IO'
   | 'E_GIT'
   | 'E_FLUSH'
+  | 'E_SYNC'
   | 'E_INTERNAL';
 
 /** Base error: `code` is stable, `details` lists every problem, `cause` keeps the origin. */
@@ -100,5 +101,16 @@ export class GitError extends FlowForgeError {
 export class FlushError extends FlowForgeError {
   constructor(message: string, options: { details?: ErrorDetail[]; cause?: unknown } = {}) {
     super('E_FLUSH', message, options);
+  }
+}
+
+/**
+ * Thrown by `aggregate-sync` when the remote could not be reached or refused the push. Exit 1.
+ * What could be done was done first: local batches are committed to the clone's own ref
+ * (`details` names it and its commit), so nothing is lost and the next sync pushes them.
+ */
+export class SyncError extends FlowForgeError {
+  constructor(message: string, options: { details?: ErrorDetail[]; cause?: unknown } = {}) {
+    super('E_SYNC', message, options);
   }
 }

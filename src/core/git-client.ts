@@ -9,6 +9,7 @@
  * - `currentBranch()`, `topLevel()`, `hooksDir()`, `configGet()` are one spawn each;
  * - `log()` is one `git log` for the whole history (plus one `git rev-parse --since/--until`
  *   when bounds are given, so dates are parsed by git itself).
+ * - `run()` is one spawn per call; `readObjects()` one `cat-file --batch` for any number of ids.
  *
  * Environment (git hooks, githooks(5)): git exports `GIT_DIR`, `GIT_INDEX_FILE` (and sometimes
  * `GIT_WORK_TREE`, `GIT_PREFIX`, `GIT_EXEC_PATH`, …) to hooks. simple-git 4 guards every `GIT_*`
@@ -27,7 +28,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import type { SimpleGit } from 'simple-git';
 import { GitError } from './errors.js';
-import type { CommitFacts, GitClient } from './git.js';
+import type { CommitFacts, GitClient, GitRunOptions } from './git.js';
 
 /**
  * git variables that locate the repository, work tree and index (git(1) "ENVIRONMENT"). These
@@ -177,6 +178,39 @@ export function parseLogOutput(output: string, withBranch: boolean): CommitFacts
   return commits;
 }
 
+/** Default silence limit of a network call (`GitRunOptions.network`), milliseconds. */
+export const NETWORK_TIMEOUT_MS = 120_000;
+
+/**
+ * The user's ssh settings, passed to network calls only: simple-git strips them as guarded
+ * variables, but a `git fetch` the user runs would honour them.
+ */
+const SSH_ENV = ['GIT_SSH_COMMAND', 'GIT_SSH'] as const;
+
+/**
+ * Parses `git cat-file --batch` output (git-cat-file(1) "BATCH OUTPUT"): per object
+ * `<oid> SP <type> SP <size> LF <contents> LF`, or `<object> SP missing LF`. Sizes are bytes,
+ * so this works on the raw buffer. Pure; exported for tests. Throws GitError on anything else.
+ */
+export function parseCatFileBatch(out: Buffer): Map<string, { type: string; data: Buffer }> {
+  const objects = new Map<string, { type: string; data: Buffer }>();
+  let at = 0;
+  while (at < out.length) {
+    const eol = out.indexOf(0x0a, at);
+    if (eol === -1) throw new GitError(`Unexpected git cat-file output at byte ${at} (no header line)`);
+    const header = out.subarray(at, eol).toString('utf8');
+    at = eol + 1;
+    if (/^\S+ (missing|ambiguous)$/.test(header)) continue;
+    const m = /^([0-9a-f]{40}(?:[0-9a-f]{24})?) (\S+) (\d+)$/.exec(header);
+    if (!m) throw new GitError(`Unexpected git cat-file header ${JSON.stringify(header.slice(0, 120))}`);
+    const size = Number(m[3]);
+    if (at + size >= out.length || out[at + size] !== 0x0a) throw new GitError(`git cat-file output for ${m[1]} is shorter than its ${size} bytes`);
+    objects.set(m[1]!, { type: m[2]!, data: out.subarray(at, at + size) });
+    at += size + 1;
+  }
+  return objects;
+}
+
 function gitMessage(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return text.trim().split('\n')[0] ?? '';
@@ -217,6 +251,44 @@ export async function createGitClient(repoDir: string, env: NodeJS.ProcessEnv, o
       return await git.raw(args);
     } catch (error) {
       throw new GitError(`git ${args[0] ?? ''} failed in ${baseDir}: ${gitMessage(error)}`, { cause: error });
+    }
+  };
+
+  /**
+   * A one-off simple-git instance for a call with stdin, extra environment or a timeout: the
+   * shared instance keeps the hook path's settings untouched, and simple-git's `input` and
+   * `timeout` options are per instance (simple-git `SimpleGitPluginConfig`).
+   */
+  const instanceFor = (options: GitRunOptions): SimpleGit => {
+    const extra: Record<string, string> = { ...(options.env ?? {}) };
+    let allowSsh = false;
+    if (options.network) {
+      extra.GIT_TERMINAL_PROMPT = '0';
+      for (const key of SSH_ENV) {
+        const value = env[key];
+        if (value !== undefined && value !== '') {
+          extra[key] = value;
+          allowSsh = true;
+        }
+      }
+    }
+    const timeoutMs = options.timeoutMs ?? (options.network ? NETWORK_TIMEOUT_MS : undefined);
+    const input = options.input;
+    if (input !== undefined && input.length === 0) {
+      // simple-git writes nothing and never closes stdin for empty input: git would wait forever.
+      throw new GitError('git was given empty standard input (a caller bug): nothing was run');
+    }
+    try {
+      return simpleGit({
+        baseDir,
+        completion: { onClose: true, onExit: false },
+        allowEnvironment: [...GIT_LOCATION_ENV.filter((key) => key in gitEnv), ...Object.keys(extra)],
+        ...(input !== undefined ? { input: () => input } : {}),
+        ...(timeoutMs !== undefined ? { timeout: { block: timeoutMs } } : {}),
+        ...(allowSsh ? { unsafe: { allowUnsafeSshCommand: true } } : {}),
+      }).env({ ...gitEnv, ...extra });
+    } catch (error) {
+      throw new GitError(`Cannot use ${baseDir} as a git repository: ${gitMessage(error)}`, { cause: error });
     }
   };
 
@@ -288,6 +360,26 @@ export async function createGitClient(repoDir: string, env: NodeJS.ProcessEnv, o
       if (out === '') throw new GitError(`git did not report a hooks directory for ${baseDir}`);
       // Printed relative to the cwd of git (baseDir), including a relative core.hooksPath.
       return path.resolve(baseDir, out);
+    },
+
+    async run(args, options) {
+      const runner = options === undefined ? git : instanceFor(options);
+      try {
+        return await runner.raw(args);
+      } catch (error) {
+        throw new GitError(`git ${args[0] ?? ''} failed in ${baseDir}: ${gitMessage(error)}`, { cause: error });
+      }
+    },
+
+    async readObjects(ids) {
+      if (ids.length === 0) return new Map();
+      let out: Buffer;
+      try {
+        out = await instanceFor({ input: ids.map((id) => `${id}\n`).join('') }).binaryCatFile(['--batch']);
+      } catch (error) {
+        throw new GitError(`git cat-file failed in ${baseDir}: ${gitMessage(error)}`, { cause: error });
+      }
+      return parseCatFileBatch(out);
     },
 
     async configGet(key) {

@@ -43,6 +43,12 @@ function fakeGit(overrides: { branch?: string | null; config?: Record<string, st
       calls.push(`config ${key}`);
       return overrides.config?.[key];
     },
+    run: async (args) => {
+      throw new Error(`unexpected git ${args.join(' ')}`);
+    },
+    readObjects: async () => {
+      throw new Error('unexpected git cat-file');
+    },
   };
 }
 
