@@ -17,17 +17,23 @@ export const shardOf = (entryId: string): string => (crc32(entryId) & 0xff).toSt
 export interface IdIndex {
   /** Returns the subset of `ids` present in the index. Reads each needed shard once. */
   lookup(ids: Iterable<string>): Set<string>;
+  /**
+   * The batch id each of `ids` is recorded under (the first line of the id, when a damaged
+   * store lists it twice); ids not in the index are absent from the map.
+   */
+  owners(ids: Iterable<string>): Map<string, string>;
   /** Appends pairs and fsyncs every touched shard (and the directory for new shards). */
   add(pairs: ReadonlyArray<{ entryId: string; batchId: string }>): void;
 }
 
 export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
   const shardFile = (shard: string) => path.join(dir, `ids-${shard}.tsv`);
-  const loaded = new Map<string, Set<string>>();
-  const loadShard = (shard: string): Set<string> => {
+  /** Shard → entryId → batch id of its first line. */
+  const loaded = new Map<string, Map<string, string>>();
+  const loadShard = (shard: string): Map<string, string> => {
     let set = loaded.get(shard);
     if (set) return set;
-    set = new Set();
+    set = new Map();
     let text = '';
     try {
       text = fsPort.readFile(shardFile(shard)).toString('utf8');
@@ -36,7 +42,7 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     }
     for (const line of text.split('\n')) {
       const tab = line.indexOf('\t');
-      if (tab > 0) set.add(line.slice(0, tab));
+      if (tab > 0 && !set.has(line.slice(0, tab))) set.set(line.slice(0, tab), line.slice(tab + 1));
     }
     loaded.set(shard, set);
     return set;
@@ -45,6 +51,14 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     lookup(ids) {
       const found = new Set<string>();
       for (const id of ids) if (loadShard(shardOf(id)).has(id)) found.add(id);
+      return found;
+    },
+    owners(ids) {
+      const found = new Map<string, string>();
+      for (const id of ids) {
+        const owner = loadShard(shardOf(id)).get(id);
+        if (owner !== undefined) found.set(id, owner);
+      }
       return found;
     },
     add(pairs) {
@@ -56,7 +70,8 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
         let lines = byShard.get(shard);
         if (!lines) byShard.set(shard, (lines = []));
         lines.push(`${entryId}\t${batchId}`);
-        loaded.get(shard)?.add(entryId);
+        const set = loaded.get(shard);
+        if (set && !set.has(entryId)) set.set(entryId, batchId);
       }
       let created = false;
       for (const [shard, lines] of byShard) {

@@ -33,7 +33,7 @@ test('unknown action or option: exit 2, one JSON error listing the valid ones, n
   t.is(action.code, 2);
   t.is(action.json.ok, false);
   t.is(action.json.error.code, 'E_USAGE');
-  t.regex(action.json.error.message, /Valid actions: aggregate, aggregate-cleanup, aggregate-force, aggregate-health, aggregate-recover, aggregate-status, aggregate-validate, hooks, serve$/);
+  t.regex(action.json.error.message, /Valid actions: aggregate, aggregate-cleanup, aggregate-force, aggregate-health, aggregate-migrate, aggregate-recover, aggregate-status, aggregate-validate, hooks, serve$/);
   const option = runCli(['aggregate-status', '--bogus=1'], { cwd: dir });
   t.is(option.code, 2);
   t.regex(option.json.error.message, /Unknown option --bogus.*Valid options: .*--data-path/);
