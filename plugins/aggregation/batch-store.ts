@@ -66,12 +66,13 @@ export type BatchRead =
   | { problem: Exclude<BatchProblem, 'newer-version' | 'legacy'> };
 
 /**
- * semver's `coerce`, loaded on first use (CommonJS, with require): only a file whose version
- * is not exactly {@link BATCH_VERSION} needs it, so the flush path never loads it.
+ * semver's `coerce` alone (`semver/functions/coerce`: ~4.5 ms to load, against ~18 ms for the
+ * whole package), required on first use: only a file whose version is not exactly
+ * {@link BATCH_VERSION} needs it, so the flush and hook paths never load it.
  */
-let coerceVersion: typeof import('semver').coerce | undefined;
-function semverCoerce(): typeof import('semver').coerce {
-  coerceVersion ??= (createRequire(import.meta.url)('semver') as typeof import('semver')).coerce;
+let coerceVersion: typeof import('semver/functions/coerce.js') | undefined;
+function semverCoerce(): typeof import('semver/functions/coerce.js') {
+  coerceVersion ??= createRequire(import.meta.url)('semver/functions/coerce.js') as typeof import('semver/functions/coerce.js');
   return coerceVersion;
 }
 

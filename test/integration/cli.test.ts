@@ -17,7 +17,7 @@ test('--help lists every action and the global options; --version prints the pac
   const dir = project(t);
   const help = runCli(['--help'], { cwd: dir });
   t.is(help.code, 0);
-  for (const action of ['aggregate', 'aggregate-status', 'aggregate-force', 'aggregate-recover', 'aggregate-validate', 'aggregate-cleanup', 'aggregate-health', 'hooks', 'serve']) t.regex(help.stdout, new RegExp(`^  ${action} `, 'm'));
+  for (const action of ['aggregate', 'aggregate-status', 'aggregate-force', 'aggregate-recover', 'aggregate-validate', 'aggregate-cleanup', 'aggregate-health', 'aggregate-migrate', 'hooks', 'serve']) t.regex(help.stdout, new RegExp(`^  ${action} `, 'm'));
   t.regex(help.stdout, /--data-path=DIR/);
   const version = runCli(['--version'], { cwd: dir });
   t.is(version.code, 0);

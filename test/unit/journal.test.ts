@@ -125,3 +125,22 @@ test('an intent without a commit is still open after a reopen; abort closes it',
   t.is(j3.openIntent, undefined);
   t.is(j3.pending.length, 1);
 });
+
+test('a migrated record counts an upgraded batch once, across reopen and compaction', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.migrated('batch_legacy_a', 3, 1000);
+  journal.migrated('batch_legacy_a', 3, 1001); // a re-run after a crash: ignored
+  journal.migrated('batch_legacy_b', 0, 1002);
+  const expected = { batches: 2, batchEntries: 3, failedBatches: 0, lastFlushAt: null, recovered: [], migrated: ['batch_legacy_a', 'batch_legacy_b'] };
+  t.deepEqual(journal.totals, expected);
+  journal.close();
+  const reopened = s.open().journal;
+  t.deepEqual(reopened.totals, expected);
+  reopened.migrated('batch_legacy_a', 3, 1003);
+  reopened.compact();
+  reopened.close();
+  t.deepEqual(s.open().journal.totals, expected);
+  const records = fs.readFileSync(path.join(s.dir, 'journal.log'), 'utf8').trim().split('\n');
+  t.is(records.length, 1, 'after compaction only the header holds them');
+});

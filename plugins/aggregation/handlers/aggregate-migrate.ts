@@ -51,6 +51,8 @@ export interface AggregateMigrateResult {
   notes: string[];
 }
 
+const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
 const AggregateMigrateInput = v.object({ apply: v.optional(v.boolean(), false) });
 
 function toResult(plan: MigrationPlan, dryRun: boolean, migrated: MigratedFile[]): AggregateMigrateResult {
@@ -130,8 +132,9 @@ fix or move that file, then run again).`,
     for (const m of r.migrated) {
       const what = m.to === null ? 'remove (every entry is stored elsewhere)' : `${m.from ?? 'no version'} → ${m.to}`;
       lines.push(
-        `${verb} ${m.file}: ${what}, ${m.entries} entries, ${m.derivedIds} derived ids, ${m.convertedTimestamps} timestamps converted` +
-          `${m.duplicatesDropped ? `, ${m.duplicatesDropped} duplicates dropped` : ''}; original kept as ${m.original}`,
+        `${verb} ${m.file}: ${what}, ${count(m.entries, 'entry', 'entries')}, ${count(m.derivedIds, 'derived id', 'derived ids')}, ` +
+          `${count(m.convertedTimestamps, 'timestamp', 'timestamps')} converted` +
+          `${m.duplicatesDropped ? `, ${count(m.duplicatesDropped, 'duplicate', 'duplicates')} dropped` : ''}; original kept as ${m.original}`,
       );
     }
     for (const d of r.duplicatesDropped) lines.push(`duplicate ${d.file} entries[${d.index}] ${d.entryId} (already in ${d.duplicateOf})`);
@@ -140,7 +143,7 @@ fix or move that file, then run again).`,
     for (const s of r.skipped) lines.push(`skipped ${s.file}: ${s.reason}`);
     for (const n of r.notes) lines.push(`note: ${n}`);
     lines.push(
-      `${r.migrated.length} file(s) ${r.dryRun ? 'to upgrade' : 'upgraded'}, ${r.current} already current` +
+      `${count(r.migrated.length, 'file', 'files')} ${r.dryRun ? 'to upgrade' : 'upgraded'}, ${r.current} already current` +
         (r.dryRun ? (r.ok ? ' — run with --apply to upgrade' : ' — --apply would change nothing until the problems above are fixed') : ''),
     );
     return lines.join('\n');
