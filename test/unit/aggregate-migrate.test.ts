@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { resetStoreTuning, storeTuning } from '../../plugins/aggregation/aggregator.js';
 import { entriesChecksum, makeBatch } from '../../plugins/aggregation/batch-store.js';
 import { deriveEntryId } from '../../plugins/aggregation/entry.js';
+import { openJournal } from '../../plugins/aggregation/journal.js';
 import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
 import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
 import { aggregateMigrate } from '../../plugins/aggregation/handlers/aggregate-migrate.js';
@@ -392,4 +393,19 @@ test('versions: 1.x, a number and a missing version are the older format; 2.x wi
     ['batch_3', '2.0.0', true],
   ]);
   t.is(r.current, 1);
+});
+
+test('an interrupted flush whose named batch file has a newer version: the store refuses to resume it and leaves the file alone', async (t) => {
+  const s = withTempStore(t);
+  await aggregate.run({ entry: [JSON.stringify([rawEntry(1, s.clock.now() - 1)])], source: [] }, s.ctx);
+  const { journal } = openJournal(file(s, 'aggregated/journal'), file(s, 'aggregated/recovery/errors'), s.ctx.fs, s.clock.now);
+  journal.intent([{ b: NEWER, from: 1, to: 1 }], s.clock.now());
+  journal.close();
+  const bytes = put(s, `aggregated/${NEWER}.json`, { batchId: NEWER, version: '3.0.0', entries: [] });
+  for (let i = 0; i < 2; i++) {
+    const error = await t.throwsAsync(aggregateStatus.run({}, s.ctx), { instanceOf: CorruptError });
+    t.is(error!.message, newerMessage);
+  }
+  t.deepEqual(fs.readFileSync(file(s, `aggregated/${NEWER}.json`)), bytes);
+  t.deepEqual(fs.readdirSync(file(s, 'aggregated')).filter((n) => n.startsWith('batch_')), [`${NEWER}.json`]);
 });
