@@ -31,9 +31,9 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
   /** Shard → entryId → batch id of its first line. */
   const loaded = new Map<string, Map<string, string>>();
   const loadShard = (shard: string): Map<string, string> => {
-    let set = loaded.get(shard);
-    if (set) return set;
-    set = new Map();
+    let owners = loaded.get(shard);
+    if (owners) return owners;
+    owners = new Map();
     let text = '';
     try {
       text = fsPort.readFile(shardFile(shard)).toString('utf8');
@@ -42,10 +42,10 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     }
     for (const line of text.split('\n')) {
       const tab = line.indexOf('\t');
-      if (tab > 0 && !set.has(line.slice(0, tab))) set.set(line.slice(0, tab), line.slice(tab + 1));
+      if (tab > 0 && !owners.has(line.slice(0, tab))) owners.set(line.slice(0, tab), line.slice(tab + 1));
     }
-    loaded.set(shard, set);
-    return set;
+    loaded.set(shard, owners);
+    return owners;
   };
   return {
     lookup(ids) {
@@ -70,8 +70,8 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
         let lines = byShard.get(shard);
         if (!lines) byShard.set(shard, (lines = []));
         lines.push(`${entryId}\t${batchId}`);
-        const set = loaded.get(shard);
-        if (set && !set.has(entryId)) set.set(entryId, batchId);
+        const owners = loaded.get(shard);
+        if (owners && !owners.has(entryId)) owners.set(entryId, batchId);
       }
       let created = false;
       for (const [shard, lines] of byShard) {

@@ -104,10 +104,10 @@ export interface Journal {
   /** Records that the recovery pass wrote failed batch `batchId` (`entryCount` entries) as a batch file. */
   recovered(batchId: string, entryCount: number, at: number): void;
   /**
-   * Records durably that `aggregate-migrate` upgraded older-format batch file `batchId`
-   * (`entryCount` entries), so the totals count it; a batch id already recorded is ignored.
+   * Records durably (one write, one fdatasync) that `aggregate-migrate` upgraded these
+   * older-format batch files, so the totals count them; a batch id already recorded is ignored.
    */
-  migrated(batchId: string, entryCount: number, at: number): void;
+  migrated(batches: ReadonlyArray<{ batchId: string; entryCount: number }>, at: number): void;
   /**
    * Rewrites the journal atomically with only a header and the pending entries. Call only after
    * `committed` ids are durably in the index.
@@ -347,14 +347,22 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
       write([{ t: 'r', at, b: batchId, n: entryCount }]);
       applyRecovered(batchId, entryCount);
     },
-    migrated(batchId, entryCount, at) {
-      if (totals.migrated?.includes(batchId)) return;
-      write([{ t: 'm', at, b: batchId, n: entryCount }]);
+    migrated(batches, at) {
+      const known = new Set(totals.migrated ?? []);
+      const records: MigratedRecord[] = [];
+      for (const { batchId, entryCount } of batches) {
+        if (known.has(batchId)) continue;
+        known.add(batchId);
+        records.push({ t: 'm', at, b: batchId, n: entryCount });
+      }
+      if (records.length === 0) return;
+      write(records);
       if (!createdDurably) {
+        // This write may have created the journal (a store only the older product wrote).
         fsPort.fsyncDir(dir);
         createdDurably = true;
       }
-      applyMigrated(batchId, entryCount);
+      for (const r of records) applyMigrated(r.b, r.n);
     },
     compact() {
       if (fd !== undefined) {
