@@ -12,9 +12,9 @@
  * looking for each named file, so every entry ends in exactly one place.
  */
 import type { HandlerContext } from '../../src/core/context.js';
-import { IoError, RateLimitError } from '../../src/core/errors.js';
+import { CorruptError, IoError, RateLimitError } from '../../src/core/errors.js';
 import { acquireLock, type StoreLock } from '../../src/core/lock.js';
-import { makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
+import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
 import { autoBatchSize, planFlush } from './flush-policy.js';
 import { openIdIndex, type IdIndex } from './id-index.js';
 import { openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
@@ -70,6 +70,11 @@ export interface OpenStore {
   flush(options?: { manual?: boolean }): Promise<FlushOutcome>;
   /** Pending count and age of the oldest pending entry in ms (0 when none). */
   pendingSummary(): { pending: number; batchAgeMs: number };
+  /**
+   * Throws LockedError (flagged `compromised`, so withStore starts the operation over) when
+   * the store lock was taken over; call before each durable step of your own.
+   */
+  assertLockHeld(): void;
 }
 
 const IO_CODES = new Set(['ENOSPC', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'EDQUOT', 'EMFILE', 'ENFILE', 'ENOTDIR', 'EISDIR', 'ENOENT', 'EBUSY', 'EEXIST']);
@@ -267,6 +272,10 @@ function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: StoreLoc
       counts.push(read.batch.entryCount);
       resumed.push({ batchId: range.b, file: path.relative(ctx.dataRoot, file), entryCount: read.batch.entryCount, trigger: 'manual' });
       continue;
+    }
+    if (read && 'problem' in read && read.problem === 'newer-version') {
+      // A newer product wrote this name: never touch it, and leave the intent open for it.
+      throw new CorruptError(BATCH_MESSAGES.newerVersion(path.relative(ctx.dataRoot, file), read.version), { details: [{ path: path.relative(ctx.dataRoot, file), message: 'newer batch format' }] });
     }
     if (read && 'problem' in read) {
       // An atomic rename cannot leave a partial file; a bad one is disk damage: keep it aside.
@@ -467,6 +476,9 @@ function createOpenStore(
     pendingSummary() {
       const oldest = journal.pending[0];
       return { pending: journal.pending.length, batchAgeMs: oldest ? Math.max(0, ctx.now() - oldest.appendedAt) : 0 };
+    },
+    assertLockHeld() {
+      lock.assertHeld();
     },
   };
   return store;

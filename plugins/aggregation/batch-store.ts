@@ -2,15 +2,31 @@
  * Batch files and failed batches on disk (SPEC §5; seed "Batch File Format" and "Failed Batch
  * Format"). Batch files are written once, atomically (write-file-atomic: temp file, fsync,
  * rename) followed by an fsync of `aggregated/` so the rename survives a power loss, and never
- * rewritten. This module knows nothing about triggers or the journal.
+ * rewritten — except once by `aggregate-migrate`, which upgrades a file of the older format
+ * (see {@link parseBatchBytes}). This module knows nothing about triggers or the journal.
  */
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { FsPort } from '../../src/core/fs-port.js';
 import { canonicalJson } from './entry.js';
 import type { BatchFile, Entry } from './types.js';
 
 /** Format version written into every batch file. */
 export const BATCH_VERSION = '2.0.0';
+/** Major version of the batch format this product reads and writes (semver: a new major is incompatible). */
+export const BATCH_FORMAT_MAJOR = 2;
+
+/**
+ * User-facing strings about batch format versions (one place, STYLE §4), shared by every
+ * reader: validate, recovery, migrate and the actions that read batch files. `file` is the
+ * path relative to the data root.
+ */
+export const BATCH_MESSAGES = {
+  newerVersion: (file: string, version: string) =>
+    `${file} has version ${version}; this FlowForge Aggregation reads batch format ${BATCH_FORMAT_MAJOR}.x — upgrade the product`,
+  legacy: (file: string, version: string | null) =>
+    `${file} is in the older batch format (${version === null ? 'no version' : `version ${version}`}): run provider-bridge aggregate-migrate to upgrade it`,
+} as const;
 
 /** `sha256:<hex>` over the canonical JSON (sorted keys) of `entries`. */
 export function entriesChecksum(entries: readonly Entry[]): string {
@@ -27,14 +43,84 @@ export function writeBatchFile(fsPort: FsPort, file: string, batch: BatchFile): 
   fsPort.writeFileDurable(file, JSON.stringify(batch));
 }
 
-/** Why a stored batch file cannot be trusted. */
-export type BatchProblem = 'unreadable' | 'not-json' | 'bad-shape' | 'checksum' | 'entry-count' | 'newer-version';
+/** Why a stored batch file cannot be used as it is. */
+export type BatchProblem = 'unreadable' | 'not-json' | 'bad-shape' | 'checksum' | 'entry-count' | 'newer-version' | 'legacy';
 
 /**
- * Reads and verifies a batch (or failed batch) file. Returns the document, or the problem;
- * throws only for I/O errors other than ENOENT (which returns undefined).
+ * What reading a batch (or failed / abandoned batch) file found:
+ * - `{batch}`: a current file (major {@link BATCH_FORMAT_MAJOR}) whose entryCount and checksum
+ *   match its entries;
+ * - `{problem: 'newer-version', version}`: written by a newer product (a greater major
+ *   version). It must never be rewritten, moved or quarantined; report it with
+ *   {@link BATCH_MESSAGES}.newerVersion;
+ * - `{problem: 'legacy', version, document}`: the older format (seed "Batch File Format"):
+ *   no `version`, a major below 2, or a 2.x file without `checksum` (its entries may lack
+ *   `entryId` and hold timestamps in seconds or ISO form). `aggregate-migrate` upgrades it; other readers leave it alone and
+ *   report {@link BATCH_MESSAGES}.legacy. `version` is the file's text (null when absent);
+ * - any other problem: the file is damaged (a candidate for `recovery/errors/`).
  */
-export function readBatchFile(fsPort: FsPort, file: string): { batch: BatchFile } | { problem: BatchProblem } | undefined {
+export type BatchRead =
+  | { batch: BatchFile }
+  | { problem: 'newer-version'; version: string }
+  | { problem: 'legacy'; version: string | null; document: Record<string, unknown> }
+  | { problem: Exclude<BatchProblem, 'newer-version' | 'legacy'> };
+
+/**
+ * semver's `coerce` alone (`semver/functions/coerce`: ~4.5 ms to load, against ~18 ms for the
+ * whole package), required on first use: only a file whose version is not exactly
+ * {@link BATCH_VERSION} needs it, so the flush and hook paths never load it.
+ */
+let coerceVersion: typeof import('semver/functions/coerce.js') | undefined;
+function semverCoerce(): typeof import('semver/functions/coerce.js') {
+  coerceVersion ??= createRequire(import.meta.url)('semver/functions/coerce.js') as typeof import('semver/functions/coerce.js');
+  return coerceVersion;
+}
+
+/**
+ * The major version of a batch document's `version` field: a string (`"2.0.0"`, `"1.x"`,
+ * `"v3"`) or a number, read with semver's `coerce`; `null` when the field is absent (the
+ * oldest format had none); `NaN` when it holds no version at all.
+ */
+export function batchMajorVersion(version: unknown): number | null {
+  if (version === undefined || version === null) return null;
+  if (version === BATCH_VERSION) return BATCH_FORMAT_MAJOR;
+  if (typeof version !== 'string' && typeof version !== 'number') return Number.NaN;
+  return semverCoerce()(String(version))?.major ?? Number.NaN;
+}
+
+/**
+ * Classifies the bytes of a batch (or failed / abandoned batch) file; see {@link BatchRead}.
+ * A UTF-8 byte-order mark (an editor's touch) is ignored. The version is looked at before the
+ * shape, so a newer format is refused as newer whatever its shape. Pure.
+ */
+export function parseBatchBytes(raw: Buffer): Exclude<BatchRead, { problem: 'unreadable' }> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw.toString('utf8').replace(/^\uFEFF/, ''));
+  } catch {
+    return { problem: 'not-json' };
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { problem: 'bad-shape' };
+  const fields = doc as Record<string, unknown>;
+  const major = batchMajorVersion(fields.version);
+  const versionText = fields.version === undefined || fields.version === null ? null : String(fields.version);
+  if (major !== null && major > BATCH_FORMAT_MAJOR) return { problem: 'newer-version', version: versionText! };
+  if (Number.isNaN(major) || !Array.isArray(fields.entries)) return { problem: 'bad-shape' };
+  // A 2.x file with a checksum is current even if an entry lost its entryId: that is damage for
+  // aggregate-validate to report, never something to paper over with a derived id.
+  if (major === null || major < BATCH_FORMAT_MAJOR || !('checksum' in fields)) return { problem: 'legacy', version: versionText, document: fields };
+  const batch = doc as BatchFile;
+  if (typeof batch.batchId !== 'string') return { problem: 'bad-shape' };
+  if (batch.entryCount !== batch.entries.length) return { problem: 'entry-count' };
+  if (batch.checksum !== entriesChecksum(batch.entries)) return { problem: 'checksum' };
+  return { batch };
+}
+
+/**
+ * Reads and classifies a batch (or failed batch) file ({@link parseBatchBytes}). Returns
+ * undefined when the file does not exist; throws only for I/O errors other than ENOENT.
+ */
+export function readBatchFile(fsPort: FsPort, file: string): BatchRead | undefined {
   let raw: Buffer;
   try {
     raw = fsPort.readFile(file);
@@ -43,30 +129,6 @@ export function readBatchFile(fsPort: FsPort, file: string): { batch: BatchFile 
     throw error;
   }
   return parseBatchBytes(raw);
-}
-
-/**
- * Verifies the bytes of a batch (or failed batch) file — the checks of {@link readBatchFile},
- * for bytes that are not (yet) a file, such as a batch fetched from a teammate's sync ref.
- * Pure; never throws.
- */
-export function parseBatchBytes(raw: Buffer): { batch: BatchFile } | { problem: BatchProblem } {
-  let doc: unknown;
-  try {
-    // A UTF-8 byte-order mark (an editor's touch) does not make a batch unreadable.
-    doc = JSON.parse(raw.toString('utf8').replace(/^\uFEFF/, ''));
-  } catch {
-    return { problem: 'not-json' };
-  }
-  const batch = doc as BatchFile;
-  if (typeof doc !== 'object' || doc === null || typeof batch.batchId !== 'string' || !Array.isArray(batch.entries)) {
-    return { problem: 'bad-shape' };
-  }
-  const major = Number.parseInt(String(batch.version ?? '').split('.')[0] ?? '', 10);
-  if (major > 2) return { problem: 'newer-version' };
-  if (batch.entryCount !== batch.entries.length) return { problem: 'entry-count' };
-  if (batch.checksum !== entriesChecksum(batch.entries)) return { problem: 'checksum' };
-  return { batch };
 }
 
 /** A failed batch awaiting the recovery pass (seed "Failed Batch Format" + integrity fields). */

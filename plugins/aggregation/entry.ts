@@ -146,10 +146,11 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
 }
 
 /**
- * Converts a timestamp input to integer epoch ms, or returns an error message. Range checks
- * against `now` are the caller's.
+ * Converts a timestamp as SPEC §4 accepts it (epoch ms, epoch seconds below 1e11, or an
+ * ISO-8601 string with an offset) to integer epoch ms, or returns the error message (one of
+ * {@link ENTRY_MESSAGES}). Range checks (2000-01-01, clock skew) are the caller's.
  */
-function toEpochMs(input: unknown): number | string {
+export function toEpochMs(input: unknown): number | string {
   if (typeof input === 'number') {
     if (!Number.isFinite(input)) return ENTRY_MESSAGES.timestampFinite;
     if (Math.abs(input) < SECONDS_THRESHOLD) return secondsToMs(input);

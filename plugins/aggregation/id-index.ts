@@ -23,6 +23,12 @@ export interface IdIndex {
    */
   lookup(ids: Iterable<string>): Set<string>;
   /**
+   * The batch id each of `ids` is recorded under (the first line of the id, when a damaged
+   * store lists it twice); ids not in the index are absent from the map. Reads each needed
+   * shard whole (for `aggregate-migrate`, not a hot path).
+   */
+  owners(ids: Iterable<string>): Map<string, string>;
+  /**
    * Appends pairs and fsyncs every touched shard — all shards' fsyncs overlapping (group
    * commit) — and the directory when a shard was created. Throws the port's error.
    */
@@ -116,7 +122,28 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     readBytes.set(shard, done + data.length);
   };
   const refreshed = new Set<string>();
+  /** entryId → batch id of its first line, for the ids asked for, from the shard's whole text. */
+  const ownersInShard = (shard: string, wanted: ReadonlySet<string>, into: Map<string, string>): void => {
+    for (const line of (readShard(shard)?.toString('utf8') ?? '').split('\n')) {
+      const tab = line.indexOf('\t');
+      if (tab <= 0) continue;
+      const id = line.slice(0, tab);
+      if (wanted.has(id) && !into.has(id)) into.set(id, line.slice(tab + 1));
+    }
+  };
   return {
+    owners(ids) {
+      const byShard = new Map<string, Set<string>>();
+      for (const id of ids) {
+        const shard = shardOf(id);
+        let set = byShard.get(shard);
+        if (!set) byShard.set(shard, (set = new Set()));
+        set.add(id);
+      }
+      const out = new Map<string, string>();
+      for (const [shard, wanted] of byShard) ownersInShard(shard, wanted, out);
+      return out;
+    },
     lookup(ids) {
       const found = new Set<string>();
       const maybe = new Map<string, string[]>();

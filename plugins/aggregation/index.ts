@@ -15,6 +15,7 @@ export const aggregationPlugin: PluginManifest = {
     'aggregate-recover': { summary: 'retry failed batches in recovery/ now (one recovery pass)', load: async () => (await import('./handlers/aggregate-recover.js')).aggregateRecover },
     'aggregate-health': { summary: 'run a health check now and write health/health-<ms>.json', load: async () => (await import('./handlers/aggregate-health.js')).aggregateHealth },
     'aggregate-validate': { summary: 'check every batch file, recovery file and the journal; exit 1 listing each problem', load: async () => (await import('./handlers/aggregate-validate.js')).aggregateValidate },
+    'aggregate-migrate': { summary: 'upgrade batch files of the older format to version 2.0.0 (dry run unless --apply)', load: async () => (await import('./handlers/aggregate-migrate.js')).aggregateMigrate },
     'aggregate-cleanup': { summary: 'remove old health snapshots, rotated logs and stale temp files', load: async () => (await import('./handlers/aggregate-cleanup.js')).aggregateCleanup },
     'aggregate-sync': { summary: "share batches with the team through git: publish this clone's, fetch everyone else's", load: async () => (await import('./handlers/aggregate-sync.js')).aggregateSync },
   },

@@ -14,6 +14,8 @@
  * - `a` abort: `{t:"a", at}` — the open intent's files were never completed
  * - `r` recovered: `{t:"r", at, b, n}` — the recovery pass wrote failed batch `b` (`n` entries)
  *   as a batch file; counted once per batch id in the totals
+ * - `m` migrated: `{t:"m", at, b, n}` — `aggregate-migrate` upgraded batch file `b` (`n`
+ *   entries) from the older format, which no journal had recorded; counted once per batch id
  *
  * Seqs are contiguous and batches always take the oldest pending entries, so "committed" is a
  * single high-water mark `committedTo`. Records that fail their checksum, do not parse, or are a
@@ -53,6 +55,11 @@ export interface JournalTotals {
   lastFlushAt: number | null;
   /** Ids of failed batches the recovery pass wrote as batch files (counted once each). */
   recovered: string[];
+  /**
+   * Ids of older-format batch files `aggregate-migrate` upgraded (counted once each). Absent
+   * until the first migration, so journals of stores that never migrated keep their shape.
+   */
+  migrated?: string[];
 }
 
 type HeaderRecord = { t: 'h'; committedTo: number; nextSeq: number; totals: JournalTotals };
@@ -61,7 +68,8 @@ type IntentRecord = { t: 'i'; at: number; batches: BatchRange[] };
 type CommitRecord = { t: 'c'; at: number; batches: BatchRange[] };
 type AbortRecord = { t: 'a'; at: number };
 type RecoveredRecord = { t: 'r'; at: number; b: string; n: number };
-type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord | RecoveredRecord;
+type MigratedRecord = { t: 'm'; at: number; b: string; n: number };
+type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord | RecoveredRecord | MigratedRecord;
 
 /** What a load found wrong and moved aside. */
 export interface QuarantineReport {
@@ -95,6 +103,11 @@ export interface Journal {
   abort(at: number): void;
   /** Records that the recovery pass wrote failed batch `batchId` (`entryCount` entries) as a batch file. */
   recovered(batchId: string, entryCount: number, at: number): void;
+  /**
+   * Records durably (one write, one fdatasync) that `aggregate-migrate` upgraded these
+   * older-format batch files, so the totals count them; a batch id already recorded is ignored.
+   */
+  migrated(batches: ReadonlyArray<{ batchId: string; entryCount: number }>, at: number): void;
   /**
    * Rewrites the journal atomically with only a header and the pending entries. Call only after
    * `committed` ids are durably in the index.
@@ -158,6 +171,13 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
     totals.batchEntries += n;
     totals.failedBatches = Math.max(0, totals.failedBatches - 1);
   };
+  const applyMigrated = (b: string, n: number) => {
+    const list = (totals.migrated ??= []);
+    if (list.includes(b)) return;
+    list.push(b);
+    totals.batches++;
+    totals.batchEntries += n;
+  };
   const applyCommit = (batches: BatchRange[], counts?: number[]) => {
     batches.forEach((range, i) => {
       committedTo = Math.max(committedTo, range.to);
@@ -198,6 +218,7 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
         committedTo = record.committedTo;
         nextSeq = record.nextSeq;
         totals = { ...emptyTotals(), ...record.totals, recovered: [...(record.totals.recovered ?? [])] };
+        if (record.totals.migrated) totals.migrated = [...record.totals.migrated];
         break;
       case 'e':
         entries.set(record.s, { seq: record.s, appendedAt: record.at, entry: record.e });
@@ -216,6 +237,9 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
         break;
       case 'r':
         applyRecovered(record.b, record.n);
+        break;
+      case 'm':
+        applyMigrated(record.b, record.n);
         break;
       default:
         badChunks.push(line);
@@ -322,6 +346,23 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
       if (totals.recovered.includes(batchId)) return;
       write([{ t: 'r', at, b: batchId, n: entryCount }]);
       applyRecovered(batchId, entryCount);
+    },
+    migrated(batches, at) {
+      const known = new Set(totals.migrated ?? []);
+      const records: MigratedRecord[] = [];
+      for (const { batchId, entryCount } of batches) {
+        if (known.has(batchId)) continue;
+        known.add(batchId);
+        records.push({ t: 'm', at, b: batchId, n: entryCount });
+      }
+      if (records.length === 0) return;
+      write(records);
+      if (!createdDurably) {
+        // This write may have created the journal (a store only the older product wrote).
+        fsPort.fsyncDir(dir);
+        createdDurably = true;
+      }
+      for (const r of records) applyMigrated(r.b, r.n);
     },
     compact() {
       if (fd !== undefined) {

@@ -22,6 +22,8 @@ export interface StoreLayout {
   abandoned: string;
   /** `aggregated/recovery/errors/`: quarantined corrupt bytes and files. */
   errors: string;
+  /** `aggregated/recovery/migrated/`: original bytes of files upgraded by `aggregate-migrate` (`<name>.orig`). */
+  migrated: string;
   /** `health/`. */
   health: string;
   /** `logs/`. */
@@ -53,6 +55,7 @@ export function storeLayout(dataRoot: string): StoreLayout {
     recovery,
     abandoned: path.join(recovery, 'abandoned'),
     errors: path.join(recovery, 'errors'),
+    migrated: path.join(recovery, 'migrated'),
     health: path.join(dataRoot, 'health'),
     logs: path.join(dataRoot, 'logs'),
     cache: path.join(dataRoot, 'cache'),
@@ -64,6 +67,14 @@ export function storeLayout(dataRoot: string): StoreLayout {
 
 /** A batch id as the product makes them: `batch_<epoch ms>_<8 hex>`. */
 export const BATCH_ID_PATTERN = /^batch_\d{13}_[0-9a-f]{8}$/;
+
+/**
+ * A batch id kept from the older format by `aggregate-migrate`: `batch_` then up to 120
+ * characters without path separators or control characters, so `<id>.json` and
+ * `<id>.failed.json` stay file names inside their folder and the id fits an index line.
+ */
+// eslint-disable-next-line no-control-regex
+export const LEGACY_BATCH_ID_PATTERN = /^batch_[^/\\\u0000-\u001f\u007f]{1,120}$/;
 
 /** Batch file path for an id (the id was checked against BATCH_ID_PATTERN by the caller). */
 export const batchFile = (layout: StoreLayout, batchId: string): string => path.join(layout.aggregated, `${batchId}.json`);

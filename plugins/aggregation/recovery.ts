@@ -9,13 +9,20 @@
  * clamped to now. After `batchRetryLimit` failed retries the batch moves to
  * `recovery/abandoned/<id>.abandoned.json`. A failed batch whose batch file already exists with
  * the same checksum (a crash between write and cleanup) is only cleaned up, never written twice.
+ *
+ * Versions: a failed batch of a newer format (greater major version) is left exactly as it is
+ * and logged; one of the older format is left for `aggregate-migrate` (logged with that hint).
+ * A batch file of a newer or older format already at the target name is never overwritten:
+ * the attempt fails with that message and the failed batch keeps its retries. A failed batch
+ * that `aggregate-migrate` upgraded keeps its legacy id (LEGACY_BATCH_ID_PATTERN) and its
+ * `migrated` provenance in the batch file it becomes.
  */
 import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
 import type { OpenStore } from './aggregator.js';
 import { quarantineFile } from './aggregator.js';
-import { makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
-import { abandonedFile, batchFile, BATCH_ID_PATTERN } from './layout.js';
+import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
+import { abandonedFile, batchFile, BATCH_ID_PATTERN, LEGACY_BATCH_ID_PATTERN } from './layout.js';
 
 export const RECOVERY_BASE_DELAY_MS = 60_000;
 export const RECOVERY_MAX_DELAY_MS = 3_600_000;
@@ -87,8 +94,16 @@ function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefine
     const file = path.join(layout.recovery, name);
     const read = readBatchFile(ctx.fs, file);
     const doc = read && 'batch' in read ? (read.batch as FailedBatchFile) : undefined;
-    if (!doc || !BATCH_ID_PATTERN.test(doc.batchId) || `${doc.batchId}.failed.json` !== name || doc.entries.length === 0) {
-      if (read && 'problem' in read && read.problem === 'newer-version') continue; // never touch a newer format
+    if (read && 'problem' in read && read.problem === 'newer-version') {
+      log.warn('failed batch of a newer format left as it is', { file, message: BATCH_MESSAGES.newerVersion(path.relative(ctx.dataRoot, file), read.version) });
+      continue;
+    }
+    if (read && 'problem' in read && read.problem === 'legacy') {
+      log.warn('failed batch of the older format left for aggregate-migrate', { file, message: BATCH_MESSAGES.legacy(path.relative(ctx.dataRoot, file), read.version) });
+      continue;
+    }
+    const idOk = doc !== undefined && (BATCH_ID_PATTERN.test(doc.batchId) || (doc.migrated !== undefined && LEGACY_BATCH_ID_PATTERN.test(doc.batchId)));
+    if (!doc || !idOk || `${doc.batchId}.failed.json` !== name || doc.entries.length === 0) {
       quarantineFile(ctx, layout, file);
       result.quarantined++;
       continue;
@@ -112,8 +127,15 @@ function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefine
     result.processed++;
     try {
       const existing = readBatchFile(ctx.fs, target);
+      if (existing && 'problem' in existing && existing.problem === 'newer-version') {
+        throw new Error(BATCH_MESSAGES.newerVersion(path.relative(ctx.dataRoot, target), existing.version));
+      }
+      if (existing && 'problem' in existing && existing.problem === 'legacy') {
+        throw new Error(BATCH_MESSAGES.legacy(path.relative(ctx.dataRoot, target), existing.version));
+      }
       if (!(existing && 'batch' in existing && existing.batch.checksum === doc.checksum)) {
-        writeBatchFile(ctx.fs, target, makeBatch(doc.batchId, now, doc.entries, true));
+        const batch = makeBatch(doc.batchId, now, doc.entries, true);
+        writeBatchFile(ctx.fs, target, doc.migrated ? { ...batch, migrated: doc.migrated } : batch);
       }
       // Counted in the store's totals before the failed copy goes (a repeat is ignored by id).
       store.journal.recovered(doc.batchId, doc.entryCount, now);

@@ -112,6 +112,7 @@ const PROBLEM_TEXT: Record<SyncProblemKind, string> = {
   checksum: 'checksum does not match its entries',
   'entry-count': 'entryCount does not match the number of entries',
   'newer-version': 'was written by a newer version of this tool; upgrade to read it',
+  legacy: 'is in the older batch format; the clone that wrote it should run provider-bridge aggregate-migrate',
   'name-mismatch': 'file name does not match its batchId',
   'too-large': `is larger than ${MAX_TEAM_BATCH_BYTES} bytes`,
   'missing-object': 'is listed in the ref but git does not have its object',

@@ -25,6 +25,18 @@ export interface BatchFile {
   recovered: boolean;
   /** `sha256:<hex>` of the canonical JSON of `entries`. */
   checksum: string;
+  /** Present when `aggregate-migrate` upgraded this file from the older format. */
+  migrated?: MigratedFrom;
+}
+
+/** Provenance of a file upgraded by `aggregate-migrate`. */
+export interface MigratedFrom {
+  /** The file's `version` before the upgrade (null: it had none). */
+  from: string | null;
+  /** Epoch ms of the upgrade. */
+  at: number;
+  /** Where the original bytes are kept, relative to the data root. */
+  original: string;
 }
 
 export type FlushTrigger = 'size' | 'threshold' | 'age' | 'manual';

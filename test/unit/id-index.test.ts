@@ -37,3 +37,22 @@ test('ids with any characters (user-given entryIds) round-trip through the shard
   await openIdIndex(dir, createNodeFsPort()).add(odd.map((entryId) => ({ entryId, batchId: 'batch_y' })));
   t.deepEqual([...openIdIndex(dir, createNodeFsPort()).lookup([...odd, 'missing'])].sort(), [...odd].sort());
 });
+
+test('the id index tells which batch each id is recorded under (the first line wins)', async (t) => {
+  const dir = tempDir(t);
+  const index = openIdIndex(dir, createNodeFsPort());
+  await index.add([
+    { entryId: 'a', batchId: 'batch_1' },
+    { entryId: 'b', batchId: 'batch_2' },
+  ]);
+  await index.add([{ entryId: 'a', batchId: 'batch_3' }]);
+  t.deepEqual([...index.owners(['a', 'b', 'c'])], [
+    ['a', 'batch_1'],
+    ['b', 'batch_2'],
+  ]);
+  t.deepEqual([...openIdIndex(dir, createNodeFsPort()).owners(['a', 'b', 'c'])], [
+    ['a', 'batch_1'],
+    ['b', 'batch_2'],
+  ]);
+  t.deepEqual([...index.lookup(['a', 'c'])], ['a']);
+});

@@ -125,3 +125,23 @@ test('an intent without a commit is still open after a reopen; abort closes it',
   t.is(j3.openIntent, undefined);
   t.is(j3.pending.length, 1);
 });
+
+test('a migrated record counts an upgraded batch once, across reopen and compaction', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.migrated([{ batchId: 'batch_legacy_a', entryCount: 3 }], 1000);
+  // A re-run after a crash records a again: ignored.
+  journal.migrated([{ batchId: 'batch_legacy_a', entryCount: 3 }, { batchId: 'batch_legacy_b', entryCount: 0 }], 1001);
+  const expected = { batches: 2, batchEntries: 3, failedBatches: 0, lastFlushAt: null, recovered: [], migrated: ['batch_legacy_a', 'batch_legacy_b'] };
+  t.deepEqual(journal.totals, expected);
+  journal.close();
+  const reopened = s.open().journal;
+  t.deepEqual(reopened.totals, expected);
+  reopened.migrated([{ batchId: 'batch_legacy_a', entryCount: 3 }], 1003);
+  t.is(fs.readFileSync(path.join(s.dir, 'journal.log'), 'utf8').trim().split('\n').length, 2, 'one record per batch, none for a repeat');
+  reopened.compact();
+  reopened.close();
+  t.deepEqual(s.open().journal.totals, expected);
+  const records = fs.readFileSync(path.join(s.dir, 'journal.log'), 'utf8').trim().split('\n');
+  t.is(records.length, 1, 'after compaction only the header holds them');
+});

@@ -13,7 +13,10 @@
  * - journal records quarantined by this open, and files already in `recovery/errors/`
  *   (quarantined earlier: a human should look at them, then move them out of the store);
  * - temp files left by an interrupted write-file-atomic write, as `notes` (harmless debris of a
- *   killed writer: they do not fail validation).
+ *   killed writer: they do not fail validation);
+ * - a file of a newer batch format (greater major version) or of the older format: reported
+ *   with batch-store's BATCH_MESSAGES, never moved by `--repair` (a newer file is not ours to
+ *   judge; an older one is upgraded by `aggregate-migrate`).
  * Problems are listed with the path relative to the data root. When there is any, it throws a
  * CorruptError (exit 1) whose `details` are the problems; otherwise it returns `ok: true`.
  * Applies the flush triggers first, as every action does (SPEC §5).
@@ -24,8 +27,8 @@ import type { HandlerContext } from '../../../src/core/context.js';
 import { CorruptError } from '../../../src/core/errors.js';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import { quarantineFile, withStore, type OpenStore } from '../aggregator.js';
-import { readBatchFile, type BatchProblem } from '../batch-store.js';
-import { BATCH_ID_PATTERN } from '../layout.js';
+import { BATCH_MESSAGES, readBatchFile, type BatchProblem } from '../batch-store.js';
+import { BATCH_ID_PATTERN, LEGACY_BATCH_ID_PATTERN } from '../layout.js';
 import { TEMP_FILE_PATTERN, tempFileDirs } from '../store-files.js';
 import type { BatchFile } from '../types.js';
 
@@ -54,13 +57,12 @@ export interface AggregateValidateResult {
   notes: ValidateProblem[];
 }
 
-const PROBLEM_TEXT: Record<BatchProblem, string> = {
+const PROBLEM_TEXT: Record<Exclude<BatchProblem, 'newer-version' | 'legacy'>, string> = {
   unreadable: 'cannot be read',
   'not-json': 'is not valid JSON',
   'bad-shape': 'is not a batch document (batchId or entries missing)',
   checksum: 'checksum does not match its entries',
   'entry-count': 'entryCount does not match the number of entries',
-  'newer-version': 'was written by a newer version of this tool',
 };
 
 type Kind = 'batch' | 'failed' | 'abandoned';
@@ -111,12 +113,16 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
     }
     if (!read) return; // removed meanwhile
     if ('problem' in read) {
-      if (read.problem === 'newer-version') problems.push({ path: where, message: PROBLEM_TEXT[read.problem] });
+      if (read.problem === 'newer-version') problems.push({ path: where, message: BATCH_MESSAGES.newerVersion(where, read.version) });
+      else if (read.problem === 'legacy') problems.push({ path: where, message: BATCH_MESSAGES.legacy(where, read.version) });
       else bad(PROBLEM_TEXT[read.problem]);
       return;
     }
     const batch: BatchFile = read.batch;
-    if (!BATCH_ID_PATTERN.test(batch.batchId)) problems.push({ path: where, message: `batchId ${JSON.stringify(batch.batchId)} is not a batch id (batch_<13 digits>_<8 hex>)` });
+    // A file aggregate-migrate upgraded keeps the id the older format gave it.
+    if (batch.migrated !== undefined && LEGACY_BATCH_ID_PATTERN.test(batch.batchId)) {
+      if (name !== `${batch.batchId}${SUFFIX[kind]}`) problems.push({ path: where, message: `file name does not match its batchId ${batch.batchId}` });
+    } else if (!BATCH_ID_PATTERN.test(batch.batchId)) problems.push({ path: where, message: `batchId ${JSON.stringify(batch.batchId)} is not a batch id (batch_<13 digits>_<8 hex>)` });
     else if (name !== `${batch.batchId}${SUFFIX[kind]}`) problems.push({ path: where, message: `file name does not match its batchId ${batch.batchId}` });
     const other = batchIds.get(batch.batchId);
     if (other) {
@@ -176,7 +182,7 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
   }
   for (const c of store.journal.committed) recorded.set(c.batchId, (recorded.get(c.batchId) ?? 0) + 1);
   for (const [batchId, count] of [...recorded].sort()) {
-    if (batchIds.has(batchId) || present.has(batchId) || !BATCH_ID_PATTERN.test(batchId)) continue;
+    if (batchIds.has(batchId) || present.has(batchId) || !(BATCH_ID_PATTERN.test(batchId) || LEGACY_BATCH_ID_PATTERN.test(batchId))) continue;
     problems.push({ path: rel(path.join(layout.aggregated, `${batchId}.json`)), message: `batch ${batchId} is missing: ${count} entr${count === 1 ? 'y' : 'ies'} recorded in it are in no batch, failed or abandoned file` });
   }
 
@@ -214,6 +220,8 @@ stored entry is known to the duplicate index. Also reports journal records quara
 this check, files already in recovery/errors/, and leftover temp files.
 With --repair, a batch, failed or abandoned file that cannot be used (empty, not JSON,
 wrong checksum…) is moved to recovery/errors/ — never deleted — and reported as moved.
+A file of a newer batch format, or of the older one (aggregate-migrate upgrades it), is
+reported and never moved.
 Exit 0 when clean; exit 1 (E_CORRUPT) with one detail per problem, paths relative to the
 data root.`,
   options: { repair: { type: 'boolean' } },
