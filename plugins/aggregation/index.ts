@@ -15,6 +15,7 @@ export const aggregationPlugin: PluginManifest = {
     'aggregate-recover': { summary: 'retry failed batches in recovery/ now (one recovery pass)', load: async () => (await import('./handlers/aggregate-recover.js')).aggregateRecover },
     'aggregate-health': { summary: 'run a health check now and write health/health-<ms>.json', load: async () => (await import('./handlers/aggregate-health.js')).aggregateHealth },
     'aggregate-validate': { summary: 'check every batch file, recovery file and the journal; exit 1 listing each problem', load: async () => (await import('./handlers/aggregate-validate.js')).aggregateValidate },
+    'aggregate-report': { summary: 'entries, commits and tracked hours per user, task, day, branch or action (json, text, csv, html)', load: async () => (await import('./handlers/aggregate-report.js')).aggregateReport },
     'aggregate-cleanup': { summary: 'remove old health snapshots, rotated logs and stale temp files', load: async () => (await import('./handlers/aggregate-cleanup.js')).aggregateCleanup },
   },
   hooks: [
