@@ -28,6 +28,7 @@ export const aggregationPlugin: PluginManifest = {
     { name: 'flowforge:aggregation:status', description: 'Show pending entries, batch files, recovery files, flush metrics and health of the time-tracking store', file: 'commands/status.md', args: ['aggregate-status', '--format=text'] },
     { name: 'flowforge:aggregation:flush', description: 'Flush every pending time-tracking entry into batch files now (trigger "manual")', file: 'commands/flush.md', args: ['aggregate-force'] },
     { name: 'flowforge:aggregation:recover', description: 'Retry failed batches in aggregated/recovery/ now (one recovery pass), or one batch with --batch-id', file: 'commands/recover.md', args: ['aggregate-recover'] },
+    { name: 'flowforge:aggregation:report', description: 'Report entries, commits and tracked hours per user, task, day, branch or action, as a table, CSV or an HTML page with a chart', file: 'commands/report.md', args: ['aggregate-report', '--format=text'] },
   ],
   schedules: aggregationSchedules,
 };

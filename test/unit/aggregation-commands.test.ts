@@ -6,7 +6,7 @@ import { PROJECT_ROOT } from '../helpers/git-repo.js';
 
 const pluginDir = path.join(PROJECT_ROOT, 'plugins/aggregation');
 
-test('the manifest lists the four FlowForge commands, mapped to serve, aggregate-status, aggregate-force, aggregate-recover', (t) => {
+test('the manifest lists the five FlowForge commands, mapped to serve, aggregate-status, aggregate-force, aggregate-recover, aggregate-report', (t) => {
   t.deepEqual(
     aggregationPlugin.commands?.map((c) => [c.name, c.file, c.args.join(' ')]),
     [
@@ -14,6 +14,7 @@ test('the manifest lists the four FlowForge commands, mapped to serve, aggregate
       ['flowforge:aggregation:status', 'commands/status.md', 'aggregate-status --format=text'],
       ['flowforge:aggregation:flush', 'commands/flush.md', 'aggregate-force'],
       ['flowforge:aggregation:recover', 'commands/recover.md', 'aggregate-recover'],
+      ['flowforge:aggregation:report', 'commands/report.md', 'aggregate-report --format=text'],
     ],
   );
 });

@@ -9,8 +9,9 @@
  *      recovery pass will write, so billing sees them
  *   4. `aggregated/batch_*.json`         batch files (immutable once written)
  * Team scope adds `team/<clone id>/batch_*.json`: other clones' batch files as `aggregate-sync`
- * materializes them (same batch file format). Entry ids are unique across all of it: the same
- * commit imported by two clones is one entry.
+ * materializes them (same batch file format). Every entry read is passed on, repeats included:
+ * the accumulator (summarize.ts) counts each entry id once — the same commit imported by two
+ * clones is one entry.
  *
  * Not counted, but reported: abandoned batches (`recovery/abandoned/`, given up by the recovery
  * pass) and quarantined files (`recovery/errors/`).
@@ -24,11 +25,12 @@
 import * as path from 'node:path';
 import type { HandlerContext } from '../../../src/core/context.js';
 import type { ErrorDetail } from '../../../src/core/errors.js';
-import { readBatchFile, type BatchProblem } from '../batch-store.js';
+import { decodeBatch, readBatchFile, type BatchProblem } from '../batch-store.js';
 import { inboxDir } from '../inbox.js';
 import { readPendingSnapshot } from '../journal.js';
 import { storeLayout } from '../layout.js';
 import type { Entry } from '../types.js';
+import { createChecksumVerifier, workersFor } from './checksums.js';
 
 /** `<data root>/team/`: one folder per other clone, written by `aggregate-sync`. */
 export const teamDir = (dataRoot: string): string => path.join(dataRoot, 'team');
@@ -61,8 +63,6 @@ export interface ReadOutcome {
   abandoned: { batches: number; entries: number };
   /** Files in `recovery/errors/`: not counted. */
   quarantinedFiles: number;
-  /** Entries met again under an id already counted (a flush in progress, another clone's copy). */
-  duplicates: number;
   /** Things the reader noticed that do not stop the report (listed in the result). */
   warnings: string[];
   /** Files that could not be trusted; the caller refuses to report when there is any. */
@@ -79,48 +79,23 @@ const PROBLEM_TEXT: Record<BatchProblem, string> = {
 };
 
 /**
- * Calls `visit` once per entry id over the sources of `scope` (see the module comment). Throws
- * only when a folder cannot be listed or the journal cannot be read (the port's error).
+ * Calls `visit` for every entry of the sources of `scope`, in the order of the module comment
+ * (an id may come more than once). Batch checksums are verified alongside, in worker threads
+ * for a large store (report/checksums.ts); a file that fails its checksum is listed in
+ * `problems` after its entries were visited, so the caller must not use the counts then.
+ * Throws only when a folder cannot be listed or the journal cannot be read (the port's error).
  */
-export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry) => void): ReadOutcome {
+export async function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry) => void): Promise<ReadOutcome> {
   const layout = storeLayout(ctx.dataRoot);
-  const seen = new Set<string>();
   const outcome: ReadOutcome = {
     sources: { batchFiles: 0, failedBatches: 0, pendingEntries: 0, teamClones: 0, teamBatchFiles: 0 },
     abandoned: { batches: 0, entries: 0 },
     quarantinedFiles: 0,
-    duplicates: 0,
     warnings: [],
     problems: [],
   };
   const rel = (file: string) => path.relative(ctx.dataRoot, file);
-  const take = (entries: readonly Entry[]) => {
-    for (const entry of entries) {
-      if (seen.has(entry.entryId)) {
-        outcome.duplicates++;
-        continue;
-      }
-      seen.add(entry.entryId);
-      visit(entry);
-    }
-  };
-  /** Reads a batch or failed batch file; false when it vanished or could not be trusted. */
-  const readBatch = (file: string): boolean => {
-    let read: ReturnType<typeof readBatchFile>;
-    try {
-      read = readBatchFile(ctx.fs, file);
-    } catch (error) {
-      outcome.problems.push({ path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` });
-      return false;
-    }
-    if (read === undefined) return false;
-    if ('problem' in read) {
-      outcome.problems.push({ path: rel(file), message: PROBLEM_TEXT[read.problem] });
-      return false;
-    }
-    take(read.batch.entries);
-    return true;
-  };
+  const unreadable = (file: string, error: unknown) => outcome.problems.push({ path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` });
   const list = (dir: string, pattern: RegExp) =>
     ctx.fs
       .readdir(dir)
@@ -134,44 +109,70 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     try {
       textValue = ctx.fs.readFile(file).toString('utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // merged meanwhile: in the journal now
-      outcome.problems.push({ path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` });
-      continue;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unreadable(file, error);
+      continue; // ENOENT: merged meanwhile, so in the journal now
     }
+    let entries: Entry[];
     try {
-      const entries = textValue
+      entries = textValue
         .split('\n')
         .filter((line) => line !== '')
         .map((line) => JSON.parse(line) as Entry);
-      outcome.sources.pendingEntries += entries.length;
-      take(entries);
     } catch {
       outcome.problems.push({ path: rel(file), message: 'is not valid NDJSON' });
+      continue;
     }
+    outcome.sources.pendingEntries += entries.length;
+    for (const entry of entries) visit(entry);
   }
   const journal = readPendingSnapshot(layout.journal, ctx.fs);
   outcome.sources.pendingEntries += journal.pending.length;
-  take(journal.pending);
+  for (const entry of journal.pending) visit(entry);
   if (journal.badRecords > 0) {
     outcome.warnings.push(`${journal.badRecords} journal record(s) failed their checksum and were not counted; the next aggregate call moves them to ${rel(layout.errors)}/`);
   }
 
-  // 3. Failed batches, then 4. batch files: the recovery pass turns the first into the second.
-  for (const file of list(layout.recovery, FAILED_FILE)) if (readBatch(file)) outcome.sources.failedBatches++;
-  for (const file of list(layout.aggregated, BATCH_FILE)) if (readBatch(file)) outcome.sources.batchFiles++;
-
+  // 3. Failed batches, then 4. batch files (the recovery pass turns the first into the second),
+  // then other clones' batch files.
+  const failed = list(layout.recovery, FAILED_FILE);
+  const batches = list(layout.aggregated, BATCH_FILE);
+  const team: string[] = [];
   if (scope === 'team') {
-    const team = teamDir(ctx.dataRoot);
+    const dir = teamDir(ctx.dataRoot);
     const clones = ctx.fs
-      .readdir(team)
-      .filter((name) => !name.startsWith('.') && ctx.fs.stat(path.join(team, name))?.isDirectory())
+      .readdir(dir)
+      .filter((name) => !name.startsWith('.') && ctx.fs.stat(path.join(dir, name))?.isDirectory())
       .sort();
     outcome.sources.teamClones = clones.length;
-    if (clones.length === 0) outcome.warnings.push(`no team data in ${rel(team)}/ yet (aggregate-sync materializes other clones' batch files there): team scope shows local data only`);
-    for (const clone of clones) {
-      for (const file of list(path.join(team, clone), BATCH_FILE)) if (readBatch(file)) outcome.sources.teamBatchFiles++;
-    }
+    if (clones.length === 0) outcome.warnings.push(`no team data in ${rel(dir)}/ yet (aggregate-sync materializes other clones' batch files there): team scope shows local data only`);
+    for (const clone of clones) team.push(...list(path.join(dir, clone), BATCH_FILE));
   }
+  const verifier = createChecksumVerifier(workersFor(failed.length + batches.length + team.length));
+  const verifying: string[] = [];
+  /** Reads, checks and visits one batch file; false when it vanished or could not be trusted. */
+  const readBatch = (file: string): boolean => {
+    let raw: Buffer;
+    try {
+      raw = ctx.fs.readFile(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unreadable(file, error);
+      return false; // ENOENT: a failed batch recovered meanwhile (met again as a batch file)
+    }
+    const decoded = decodeBatch(raw, { checksum: false });
+    if ('problem' in decoded) {
+      outcome.problems.push({ path: rel(file), message: PROBLEM_TEXT[decoded.problem] });
+      return false;
+    }
+    verifier.submit(verifying.length, raw, decoded.batch.entries, decoded.batch.checksum);
+    verifying.push(file);
+    for (const entry of decoded.batch.entries) visit(entry);
+    return true;
+  };
+  for (const file of failed) if (readBatch(file)) outcome.sources.failedBatches++;
+  for (const file of batches) if (readBatch(file)) outcome.sources.batchFiles++;
+  for (const file of team) if (readBatch(file)) outcome.sources.teamBatchFiles++;
+  for (const [id, problem] of await verifier.finish()) outcome.problems.push({ path: rel(verifying[id]!), message: PROBLEM_TEXT[problem] });
+  outcome.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
   for (const file of list(layout.abandoned, ABANDONED_FILE)) {
     outcome.abandoned.batches++;

@@ -1,8 +1,11 @@
 /**
- * The arithmetic of `aggregate-report`: entries in (each entry id once — the reader dedupes),
- * rows out. Pure: no disk, no clock.
+ * The arithmetic of `aggregate-report`: entries in, as read (an id may come twice: a flush in
+ * progress, two clones' copies of one commit), rows out. Pure: no disk, no clock.
  *
  * Rules (README "Reports"):
+ * - Each entry id counts once. Work-session entries need no id set for it: a repeated id is the
+ *   same session at the same duration, which the session rule below counts once anyway.
+ *   Other entries are checked against a set of the ids seen.
  * - `entries` counts entries, `commits` counts entries with action `commit`, `trackedMs` sums
  *   `metadata.duration` (milliseconds, any action) of the entries counted.
  * - A work session is counted once: the `time-tracking` entries of one session — same `userId`
@@ -71,6 +74,8 @@ export interface ReportSummary {
   supersededSessions: number;
   /** Entries outside `--since`/`--until`. */
   outOfRange: number;
+  /** Entries met again under an id already counted. */
+  duplicates: number;
   /** Only when asked for (`daily: true`). */
   daily?: DailyChart;
 }
@@ -88,7 +93,7 @@ export interface SummarizeOptions {
 }
 
 export interface ReportAccumulator {
-  /** Adds one entry; call once per entry id. */
+  /** Adds one entry (a repeated entry id is counted in `duplicates`, nothing else). */
   add(entry: Entry): void;
   finish(): ReportSummary;
 }
@@ -103,17 +108,38 @@ const durationOf = (entry: Entry): number => {
   return typeof d === 'number' && Number.isFinite(d) && d > 0 ? d : 0;
 };
 
-/** The session an entry belongs to, or undefined when it is not a session entry. */
-function sessionKey(entry: Entry): string | undefined {
-  if (entry.action !== 'time-tracking') return undefined;
-  const sessionId = entry.metadata?.sessionId;
-  if (typeof sessionId === 'string') return `s\u0000${entry.userId}\u0000${sessionId}`;
-  // A session file entry without a session id: `session:<user folder>:start-<ms>:<duration ms>`.
-  const m = /^(session:.+:start-\d+):\d+$/.exec(entry.entryId);
-  return m ? `i\u0000${m[1]!}` : undefined;
+/** Growable parallel arrays: one slot per work session (no object per session, little to collect). */
+class SessionSlots {
+  ms = new Float64Array(1024);
+  /** Row index the session is counted in, or -1 when its entry is outside the date range. */
+  row = new Int32Array(1024);
+  /** Entry id of the entry counted for the session (tells a repeat from a re-import). */
+  ids: string[] = [];
+  day = new Int32Array(1024);
+  task = new Int32Array(1024);
+  size = 0;
+  add(): number {
+    if (this.size === this.ms.length) {
+      const grow = <T extends Float64Array | Int32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.ms = grow(this.ms);
+      this.row = grow(this.row);
+      this.day = grow(this.day);
+      this.task = grow(this.task);
+    }
+    return this.size++;
+  }
 }
 
-/** Creates an accumulator for one report (see the module comment for the rules). */
+/**
+ * Creates an accumulator for one report (see the module comment for the rules). Every entry is
+ * counted as it arrives; when a longer entry of a session already counted arrives, the earlier
+ * one is taken out again. So nothing but a few numbers per session is kept: 1M entries fit in
+ * well under a second and a few tens of MB.
+ */
 export function createReportAccumulator(options: SummarizeOptions): ReportAccumulator {
   const redact = new Set(options.redactKeys.map(normalizeKey));
   const field = GROUP_FIELD[options.by];
@@ -131,14 +157,35 @@ export function createReportAccumulator(options: SummarizeOptions): ReportAccumu
     return zone;
   };
 
-  const rows = new Map<string, ReportRow>();
   const totals: ReportTotals = { entries: 0, commits: 0, trackedMs: 0 };
-  const sessions = new Map<string, Entry>();
-  const daily = new Map<string, Map<string, number>>();
+  const rows: ReportRow[] = [];
+  const rowIndex = new Map<string, number>();
+  const days: string[] = [];
+  const dayIndex = new Map<string, number>();
+  const dayEntries: number[] = [];
+  /** Per day index: tracked ms per task index (daily chart only). */
+  const dayTaskMs: Array<Map<number, number>> = [];
+  const tasks: string[] = [];
+  const taskIndex = new Map<string, number>();
+  const slots = new SessionSlots();
+  /** userId → sessionId → slot; and session-file entries without a session id by id stem. */
+  const sessionsByUser = new Map<string, Map<string, number>>();
+  const sessionsById = new Map<string, number>();
+  /** Ids of the entries that are not session entries. */
+  const seen = new Set<string>();
   let sessionEntries = 0;
   let outOfRange = 0;
-  let firstDay: string | null = null;
-  let lastDay: string | null = null;
+  let duplicates = 0;
+
+  const intern = (list: string[], index: Map<string, number>, value: string, onNew?: () => void): number => {
+    let i = index.get(value);
+    if (i === undefined) {
+      index.set(value, (i = list.length));
+      list.push(value);
+      onNew?.();
+    }
+    return i;
+  };
 
   const valueOf = (entry: Entry): string | undefined => {
     switch (options.by) {
@@ -162,55 +209,126 @@ export function createReportAccumulator(options: SummarizeOptions): ReportAccumu
     return fieldRedacted ? REDACTED : value;
   };
 
-  const count = (entry: Entry): void => {
+  // Where an entry counts, set by locate(): row, day and task (daily chart) indexes; row -1 = out of range.
+  let atRow = -1;
+  let atDay = -1;
+  let atTask = -1;
+  const locate = (entry: Entry): void => {
     const day = zoneOf(entry).dayOf(entry.timestamp);
     if (!withinBounds(entry.timestamp, day, options.since, options.until)) {
-      outOfRange++;
+      atRow = -1;
       return;
     }
     const key = keyOf(entry, day);
-    let row = rows.get(key);
-    if (!row) rows.set(key, (row = { key, entries: 0, commits: 0, trackedMs: 0 }));
-    const ms = durationOf(entry);
-    const commit = entry.action === 'commit' ? 1 : 0;
-    row.entries++;
-    row.commits += commit;
-    row.trackedMs += ms;
-    totals.entries++;
-    totals.commits += commit;
-    totals.trackedMs += ms;
-    if (firstDay === null || day < firstDay) firstDay = day;
-    if (lastDay === null || day > lastDay) lastDay = day;
-    if (options.daily) {
-      let tasks = daily.get(day);
-      if (!tasks) daily.set(day, (tasks = new Map()));
-      if (ms > 0) {
-        const taskId = text(entry.metadata?.taskId);
-        const task = taskId === undefined ? NO_VALUE : taskRedacted ? REDACTED : taskId;
-        tasks.set(task, (tasks.get(task) ?? 0) + ms);
-      }
+    atRow = rowIndex.get(key) ?? -1;
+    if (atRow === -1) {
+      rowIndex.set(key, (atRow = rows.length));
+      rows.push({ key, entries: 0, commits: 0, trackedMs: 0 });
     }
+    atDay = intern(days, dayIndex, day, () => {
+      dayEntries.push(0);
+      dayTaskMs.push(new Map());
+    });
+    if (options.daily) {
+      const taskId = text(entry.metadata?.taskId);
+      atTask = intern(tasks, taskIndex, taskId === undefined ? NO_VALUE : taskRedacted ? REDACTED : taskId);
+    }
+  };
+  /** Adds (sign 1) or takes out (sign -1) one entry's counts. */
+  const apply = (row: number, day: number, task: number, ms: number, commit: number, sign: 1 | -1): void => {
+    const r = rows[row]!;
+    r.entries += sign;
+    r.commits += sign * commit;
+    r.trackedMs += sign * ms;
+    totals.entries += sign;
+    totals.commits += sign * commit;
+    totals.trackedMs += sign * ms;
+    dayEntries[day]! += sign;
+    if (options.daily && ms > 0) {
+      const byTask = dayTaskMs[day]!;
+      byTask.set(task, (byTask.get(task) ?? 0) + sign * ms);
+    }
+  };
+
+  /** The slot of the entry's session (created when new), or undefined when it is not a session entry. */
+  const sessionSlot = (entry: Entry): { slot: number; fresh: boolean } | undefined => {
+    if (entry.action !== 'time-tracking') return undefined;
+    const sessionId = entry.metadata?.sessionId;
+    let map: Map<string, number>;
+    let key: string;
+    if (typeof sessionId === 'string') {
+      let byUser = sessionsByUser.get(entry.userId);
+      if (!byUser) sessionsByUser.set(entry.userId, (byUser = new Map()));
+      map = byUser;
+      key = sessionId;
+    } else {
+      // A session-file entry without a session id: `session:<user folder>:start-<ms>:<duration ms>`.
+      const m = /^(session:.+:start-\d+):\d+$/.exec(entry.entryId);
+      if (!m) return undefined;
+      map = sessionsById;
+      key = m[1]!;
+    }
+    const slot = map.get(key);
+    if (slot !== undefined) return { slot, fresh: false };
+    const created = slots.add();
+    map.set(key, created);
+    return { slot: created, fresh: true };
   };
 
   return {
     add(entry) {
-      const session = sessionKey(entry);
-      if (session === undefined) return count(entry);
+      const ms = durationOf(entry);
+      const session = sessionSlot(entry);
+      if (session === undefined) {
+        if (seen.has(entry.entryId)) {
+          duplicates++;
+          return;
+        }
+        seen.add(entry.entryId);
+        locate(entry);
+        if (atRow === -1) outOfRange++;
+        else apply(atRow, atDay, atTask, ms, entry.action === 'commit' ? 1 : 0, 1);
+        return;
+      }
+      const { slot, fresh } = session;
+      if (!fresh && entry.entryId === slots.ids[slot]) {
+        duplicates++;
+        return;
+      }
       sessionEntries++;
-      const kept = sessions.get(session);
-      if (!kept || durationOf(entry) > durationOf(kept)) sessions.set(session, entry);
+      if (!fresh) {
+        if (ms <= slots.ms[slot]!) return; // an earlier, shorter import: superseded
+        // A longer import of a session counted already: take the shorter one out.
+        if (slots.row[slot] === -1) outOfRange--;
+        else apply(slots.row[slot]!, slots.day[slot]!, slots.task[slot]!, slots.ms[slot]!, 0, -1);
+      }
+      locate(entry);
+      slots.ids[slot] = entry.entryId;
+      slots.ms[slot] = ms;
+      slots.row[slot] = atRow;
+      slots.day[slot] = atDay;
+      slots.task[slot] = atTask;
+      if (atRow === -1) outOfRange++;
+      else apply(atRow, atDay, atTask, ms, 0, 1);
     },
     finish() {
-      for (const entry of sessions.values()) count(entry);
+      const counted = days.filter((_, i) => dayEntries[i]! > 0).sort();
+      const firstDay = counted[0] ?? null;
+      const lastDay = counted[counted.length - 1] ?? null;
       const summary: ReportSummary = {
-        rows: [...rows.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+        rows: rows.filter((r) => r.entries > 0).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
         totals,
         firstDay,
         lastDay,
-        supersededSessions: sessionEntries - sessions.size,
+        supersededSessions: sessionEntries - slots.size,
         outOfRange,
+        duplicates,
       };
-      if (options.daily) summary.daily = dailyChart(daily, firstDay, lastDay);
+      if (options.daily) {
+        const daily = new Map<string, Map<string, number>>();
+        days.forEach((day, d) => daily.set(day, new Map([...dayTaskMs[d]!].map(([t, ms]) => [tasks[t]!, ms]))));
+        summary.daily = dailyChart(daily, firstDay, lastDay);
+      }
       return summary;
     },
   };
@@ -221,12 +339,13 @@ function dailyChart(daily: Map<string, Map<string, number>>, firstDay: string | 
   const days = daysBetween(firstDay, lastDay);
   const totalByTask = new Map<string, number>();
   for (const tasks of daily.values()) for (const [task, ms] of tasks) totalByTask.set(task, (totalByTask.get(task) ?? 0) + ms);
-  const ranked = [...totalByTask].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([task]) => task);
+  const ranked = [...totalByTask].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).map(([task]) => task);
   const shown = ranked.length > MAX_CHART_TASKS + 1 ? ranked.slice(0, MAX_CHART_TASKS) : ranked;
   const series = new Map(shown.map((task) => [task, days.map(() => 0)]));
   const other = shown.length < ranked.length ? days.map(() => 0) : undefined;
   days.forEach((day, d) => {
     for (const [task, ms] of daily.get(day) ?? []) {
+      if (ms === 0) continue; // a session's shorter import, taken out again
       const target = series.get(task) ?? other!;
       target[d]! += ms;
     }
