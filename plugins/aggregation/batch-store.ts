@@ -63,20 +63,10 @@ export function readBatchFile(fsPort: FsPort, file: string): { batch: BatchFile 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
-  return decodeBatch(raw);
-}
-
-/**
- * Parses and verifies the bytes of a batch (or failed batch) file: JSON, shape, format version,
- * `entryCount`, and — unless `checksum: false`, for a caller that verifies it elsewhere (reports
- * verify in worker threads) — the checksum. Returns the document or the first problem found.
- */
-export function decodeBatch(raw: Buffer, options: { checksum?: boolean } = {}): { batch: BatchFile } | { problem: BatchProblem } {
   let doc: unknown;
   try {
-    const text = raw.toString('utf8');
     // A UTF-8 byte-order mark (an editor's touch) does not make a batch unreadable.
-    doc = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    doc = JSON.parse(raw.toString('utf8').replace(/^\uFEFF/, ''));
   } catch {
     return { problem: 'not-json' };
   }
@@ -87,7 +77,7 @@ export function decodeBatch(raw: Buffer, options: { checksum?: boolean } = {}): 
   const major = Number.parseInt(String(batch.version ?? '').split('.')[0] ?? '', 10);
   if (major > 2) return { problem: 'newer-version' };
   if (batch.entryCount !== batch.entries.length) return { problem: 'entry-count' };
-  if (options.checksum !== false && batch.checksum !== entriesChecksum(batch.entries)) return { problem: 'checksum' };
+  if (batch.checksum !== entriesChecksum(batch.entries)) return { problem: 'checksum' };
   return { batch };
 }
 

@@ -102,3 +102,46 @@ test('a batch file that cannot be trusted: exit 1, every such file listed, no re
   t.regex(r.stderr, /1 stored file\(s\) under .* could not be trusted, so no report was made/);
   t.regex(r.stderr, new RegExp(`  - aggregated/${path.basename(bad).replace('.', '\\.')}: entryCount does not match its entries\n`));
 });
+
+test('reports taken while other processes append, flush and compact never lose or double-count an acknowledged entry', async (t) => {
+  const dir = tempDir(t);
+  fs.mkdirSync(path.join(dir, '.git'));
+  // batchSize 5: every call of 10 entries flushes two batches; past 256 flushed entries the journal is compacted.
+  fs.writeFileSync(path.join(dir, 'flowforge.config.json'), JSON.stringify({ batchSize: 5 }));
+  const { spawn } = await import('node:child_process');
+  const { CLI } = await import('../helpers/cli.js');
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'ignore'] });
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.on('close', (code) => resolve({ code, stdout }));
+    });
+  let acknowledged = 0; // entries of the calls that returned ok
+  let started = 0; // entries of the calls started: one in flight may already be in the journal
+  let writing = true;
+  const writer = (async () => {
+    for (let call = 0; call < 30; call++) {
+      const entries = Array.from({ length: 10 }, (_, i) => ({ entryId: `w-${call}-${i}`, userId: 'ana', action: 'work', timestamp: Date.UTC(2026, 2, 2, 9) + call * 10 + i, metadata: { duration: 1000 } }));
+      started += 10;
+      const r = await run(['aggregate', `--entry=${JSON.stringify(entries)}`]);
+      if (r.code === 0 && JSON.parse(r.stdout).result.accepted === 10) acknowledged += 10;
+    }
+    writing = false;
+  })();
+  const seen: Array<{ before: number; counted: number; after: number }> = [];
+  while (writing) {
+    const before = acknowledged;
+    const r = await run(['aggregate-report']);
+    t.is(r.code, 0);
+    const totals = JSON.parse(r.stdout).result.totals;
+    seen.push({ before, counted: totals.entries, after: started });
+    t.is(totals.trackedMs, totals.entries * 1000);
+  }
+  await writer;
+  t.is(acknowledged, 300);
+  t.true(seen.length >= 3, `only ${seen.length} reports ran meanwhile`);
+  for (const s of seen) t.true(s.before <= s.counted && s.counted <= s.after, JSON.stringify(s));
+  const final = JSON.parse((await run(['aggregate-report'])).stdout).result;
+  t.deepEqual(final.totals, { entries: 300, commits: 0, trackedMs: 300_000 });
+});

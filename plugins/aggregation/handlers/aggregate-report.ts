@@ -137,7 +137,7 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
     const warnings: string[] = [];
     const flushed = await applyAgeTrigger(ctx, warnings);
     const accumulator = createReportAccumulator({ by: input.by, zone, since, until, redactKeys: ctx.config.privacy.redactKeys, daily: format === 'html' });
-    const read = await readReportEntries(ctx, input.scope, (entry) => accumulator.add(entry));
+    const read = readReportEntries(ctx, input.scope, (entry) => accumulator.add(entry));
     if (read.problems.length > 0) {
       throw new CorruptError(
         `${read.problems.length} stored file(s) under ${ctx.dataRoot} could not be trusted, so no report was made (a total without them would be wrong). ` +

@@ -25,12 +25,11 @@
 import * as path from 'node:path';
 import type { HandlerContext } from '../../../src/core/context.js';
 import type { ErrorDetail } from '../../../src/core/errors.js';
-import { decodeBatch, readBatchFile, type BatchProblem } from '../batch-store.js';
+import { readBatchFile, type BatchProblem } from '../batch-store.js';
 import { inboxDir } from '../inbox.js';
 import { readPendingSnapshot } from '../journal.js';
 import { storeLayout } from '../layout.js';
 import type { Entry } from '../types.js';
-import { createChecksumVerifier, workersFor } from './checksums.js';
 
 /** `<data root>/team/`: one folder per other clone, written by `aggregate-sync`. */
 export const teamDir = (dataRoot: string): string => path.join(dataRoot, 'team');
@@ -80,12 +79,11 @@ const PROBLEM_TEXT: Record<BatchProblem, string> = {
 
 /**
  * Calls `visit` for every entry of the sources of `scope`, in the order of the module comment
- * (an id may come more than once). Batch checksums are verified alongside, in worker threads
- * for a large store (report/checksums.ts); a file that fails its checksum is listed in
- * `problems` after its entries were visited, so the caller must not use the counts then.
- * Throws only when a folder cannot be listed or the journal cannot be read (the port's error).
+ * (an id may come more than once). A file that cannot be trusted is listed in `problems` and its
+ * entries are not visited; the caller must not report then. Throws only when a folder cannot be
+ * listed or the journal cannot be read (the port's error).
  */
-export async function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry) => void): Promise<ReadOutcome> {
+export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry) => void): ReadOutcome {
   const layout = storeLayout(ctx.dataRoot);
   const outcome: ReadOutcome = {
     sources: { batchFiles: 0, failedBatches: 0, pendingEntries: 0, teamClones: 0, teamBatchFiles: 0 },
@@ -132,11 +130,28 @@ export async function readReportEntries(ctx: HandlerContext, scope: ReportScope,
     outcome.warnings.push(`${journal.badRecords} journal record(s) failed their checksum and were not counted; the next aggregate call moves them to ${rel(layout.errors)}/`);
   }
 
-  // 3. Failed batches, then 4. batch files (the recovery pass turns the first into the second),
-  // then other clones' batch files.
-  const failed = list(layout.recovery, FAILED_FILE);
-  const batches = list(layout.aggregated, BATCH_FILE);
-  const team: string[] = [];
+  /** Reads, verifies and visits one batch file; false when it vanished or could not be trusted. */
+  const readBatch = (file: string): boolean => {
+    let read: ReturnType<typeof readBatchFile>;
+    try {
+      read = readBatchFile(ctx.fs, file);
+    } catch (error) {
+      unreadable(file, error);
+      return false;
+    }
+    if (read === undefined) return false; // ENOENT: a failed batch recovered meanwhile (met again as a batch file)
+    if ('problem' in read) {
+      outcome.problems.push({ path: rel(file), message: PROBLEM_TEXT[read.problem] });
+      return false;
+    }
+    for (const entry of read.batch.entries) visit(entry);
+    return true;
+  };
+  // 3. Failed batches, then 4. batch files: the recovery pass turns the first into the second,
+  // so batch files are listed only once the failed ones were read.
+  for (const file of list(layout.recovery, FAILED_FILE)) if (readBatch(file)) outcome.sources.failedBatches++;
+  for (const file of list(layout.aggregated, BATCH_FILE)) if (readBatch(file)) outcome.sources.batchFiles++;
+
   if (scope === 'team') {
     const dir = teamDir(ctx.dataRoot);
     const clones = ctx.fs
@@ -145,34 +160,8 @@ export async function readReportEntries(ctx: HandlerContext, scope: ReportScope,
       .sort();
     outcome.sources.teamClones = clones.length;
     if (clones.length === 0) outcome.warnings.push(`no team data in ${rel(dir)}/ yet (aggregate-sync materializes other clones' batch files there): team scope shows local data only`);
-    for (const clone of clones) team.push(...list(path.join(dir, clone), BATCH_FILE));
+    for (const clone of clones) for (const file of list(path.join(dir, clone), BATCH_FILE)) if (readBatch(file)) outcome.sources.teamBatchFiles++;
   }
-  const verifier = createChecksumVerifier(workersFor(failed.length + batches.length + team.length));
-  const verifying: string[] = [];
-  /** Reads, checks and visits one batch file; false when it vanished or could not be trusted. */
-  const readBatch = (file: string): boolean => {
-    let raw: Buffer;
-    try {
-      raw = ctx.fs.readFile(file);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unreadable(file, error);
-      return false; // ENOENT: a failed batch recovered meanwhile (met again as a batch file)
-    }
-    const decoded = decodeBatch(raw, { checksum: false });
-    if ('problem' in decoded) {
-      outcome.problems.push({ path: rel(file), message: PROBLEM_TEXT[decoded.problem] });
-      return false;
-    }
-    verifier.submit(verifying.length, raw, decoded.batch.entries, decoded.batch.checksum);
-    verifying.push(file);
-    for (const entry of decoded.batch.entries) visit(entry);
-    return true;
-  };
-  for (const file of failed) if (readBatch(file)) outcome.sources.failedBatches++;
-  for (const file of batches) if (readBatch(file)) outcome.sources.batchFiles++;
-  for (const file of team) if (readBatch(file)) outcome.sources.teamBatchFiles++;
-  for (const [id, problem] of await verifier.finish()) outcome.problems.push({ path: rel(verifying[id]!), message: PROBLEM_TEXT[problem] });
-  outcome.problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
   for (const file of list(layout.abandoned, ABANDONED_FILE)) {
     outcome.abandoned.batches++;
