@@ -30,7 +30,7 @@ export interface ReportBenchResult {
   /** Median wall time of the whole process, ms. */
   ms: number;
   entriesPerSecond: number;
-  /** Peak RSS of the slowest-median run, MB (undefined when it could not be read). */
+  /** Median of the runs' peak RSS, MB (undefined when it could not be read). */
   peakRssMb?: number;
   /** Every run, ms. */
   runsMs: number[];

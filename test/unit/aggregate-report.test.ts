@@ -11,7 +11,7 @@ import { renderCsv, renderHtml, renderText } from '../../plugins/aggregation/rep
 import { parseBound, parseReportZone } from '../../plugins/aggregation/report/time.js';
 import type { Entry } from '../../plugins/aggregation/types.js';
 import { commit, session, writeAbandoned, writeBatch, writeFailed } from '../helpers/report-store.js';
-import { withTempStore, type TempStore } from '../helpers/store.js';
+import { createFaultyFsPort, withTempStore, type TempStore } from '../helpers/store.js';
 
 const H = 3_600_000;
 
@@ -294,4 +294,19 @@ test('option values: --tz, --since and --until are checked and named', (t) => {
   for (const bad of ['2026-02-30', '2026-3-1', '2026-03-01T09:00', '2026-03-01T25:00:00Z', 'yesterday', '1772323200000']) {
     t.throws(() => parseBound('--until', bad), { code: 'E_USAGE', message: /^--until / } as never, bad);
   }
+});
+
+test('--output that cannot be written, or a store folder that cannot be read, is exit 1 naming the file', async (t) => {
+  const s = withTempStore(t);
+  writeBatch(s.dataRoot, [commit('c', 'u', '2026-03-02T10:00:00Z')]);
+  const out = path.join(s.ctx.cwd, 'report.csv');
+  s.setFs(createFaultyFsPort((op, args) => (op === 'writeFileDurable' && args[0] === out ? 'ENOSPC' : undefined)));
+  const write = await t.throwsAsync(report(s, { format: 'csv', output: 'report.csv' }));
+  t.like(write, { code: 'E_IO', exitCode: 1 } as never);
+  t.regex(write!.message, new RegExp(`^Could not write the report to ${out}: ENOSPC`));
+  t.false(fs.existsSync(out));
+  s.setFs(createFaultyFsPort((op, args) => (op === 'readdir' && String(args[0]).endsWith('aggregated') ? 'EACCES' : undefined)));
+  const read = await t.throwsAsync(report(s));
+  t.like(read, { code: 'E_IO', exitCode: 1 } as never);
+  t.regex(read!.message, /^Could not use the data root .*: EACCES on .*aggregated/);
 });

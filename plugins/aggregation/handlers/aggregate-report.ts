@@ -16,9 +16,10 @@
  */
 import * as path from 'node:path';
 import * as v from 'valibot';
-import { CorruptError, UsageError } from '../../../src/core/errors.js';
+import type { HandlerContext } from '../../../src/core/context.js';
+import { CorruptError, IoError, UsageError } from '../../../src/core/errors.js';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
-import { withStore } from '../aggregator.js';
+import { toIoError, withStore } from '../aggregator.js';
 import { storeLayout } from '../layout.js';
 import { readReportEntries, type ReportSources } from '../report/read.js';
 import { renderCsv, renderHtml, renderText } from '../report/render.js';
@@ -88,7 +89,11 @@ const renderers: Record<(typeof REPORT_FORMATS)[number], (r: AggregateReportResu
   html: renderHtml,
 };
 
-/** The `aggregate-report` action. Throws UsageError (exit 2) for a bad option, CorruptError (exit 1) listing every untrusted file. */
+/**
+ * The `aggregate-report` action. Throws UsageError (exit 2) for a bad option, CorruptError
+ * (exit 1) listing every untrusted file, IoError (exit 1) when `--output` cannot be written or a
+ * store folder cannot be listed.
+ */
 export const aggregateReport: HandlerDefinition<typeof AggregateReportInput, AggregateReportResult> = {
   name: 'aggregate-report',
   summary: 'entries, commits and tracked hours per user, task, day, branch or action (json, text, csv, html)',
@@ -137,7 +142,12 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
     const warnings: string[] = [];
     const flushed = await applyAgeTrigger(ctx, warnings);
     const accumulator = createReportAccumulator({ by: input.by, zone, since, until, redactKeys: ctx.config.privacy.redactKeys, daily: format === 'html' });
-    const read = readReportEntries(ctx, input.scope, (entry) => accumulator.add(entry));
+    let read: ReturnType<typeof readReportEntries>;
+    try {
+      read = readReportEntries(ctx, input.scope, (entry) => accumulator.add(entry));
+    } catch (error) {
+      throw toIoError(error, ctx.dataRoot);
+    }
     if (read.problems.length > 0) {
       throw new CorruptError(
         `${read.problems.length} stored file(s) under ${ctx.dataRoot} could not be trusted, so no report was made (a total without them would be wrong). ` +
@@ -169,7 +179,16 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
     };
     if (summary.daily) result.daily = summary.daily;
     if (output !== undefined) {
-      ctx.fs.writeFileDurable(output, await renderers[format](result));
+      const document = await renderers[format](result);
+      try {
+        ctx.fs.writeFileDurable(output, document);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? 'an error';
+        throw new IoError(`Could not write the report to ${output}: ${code} (${(error as Error).message}). Nothing in the data root ${ctx.dataRoot} was changed.`, {
+          cause: error,
+          details: [{ path: '--output', message: (error as Error).message, value: input.output }],
+        });
+      }
       result.output = output;
     }
     return result;
@@ -186,7 +205,7 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
  * {@link AGE_FLUSH_LOCK_MS}; returns the batches written. Never throws: a busy lock is skipped
  * silently (pending entries are read from the journal anyway), any other failure becomes a warning.
  */
-async function applyAgeTrigger(ctx: Parameters<typeof aggregateReport.run>[1], warnings: string[]): Promise<FlushedBatch[]> {
+async function applyAgeTrigger(ctx: HandlerContext, warnings: string[]): Promise<FlushedBatch[]> {
   if (!ctx.fs.stat(storeLayout(ctx.dataRoot).journal)?.isDirectory()) return [];
   try {
     return await withStore(

@@ -54,7 +54,6 @@ export function renderText(r: AggregateReportResult): string {
   const lines = [`Time report by ${r.by}: ${dayRange(r)}`, describeQuery(r), table.toString()];
   const notes = reportNotes(r);
   if (notes.length > 0) lines.push(...notes.map((n) => `note: ${n}`));
-  if (r.output) lines.push(`written to ${r.output}`);
   return lines.join('\n');
 }
 
