@@ -16,6 +16,7 @@ export const aggregationPlugin: PluginManifest = {
     'aggregate-health': { summary: 'run a health check now and write health/health-<ms>.json', load: async () => (await import('./handlers/aggregate-health.js')).aggregateHealth },
     'aggregate-validate': { summary: 'check every batch file, recovery file and the journal; exit 1 listing each problem', load: async () => (await import('./handlers/aggregate-validate.js')).aggregateValidate },
     'aggregate-migrate': { summary: 'upgrade batch files of the older format to version 2.0.0 (dry run unless --apply)', load: async () => (await import('./handlers/aggregate-migrate.js')).aggregateMigrate },
+    'aggregate-report': { summary: 'entries, commits and tracked hours per user, task, day, branch or action (json, text, csv, html)', load: async () => (await import('./handlers/aggregate-report.js')).aggregateReport },
     'aggregate-cleanup': { summary: 'remove old health snapshots, rotated logs and stale temp files', load: async () => (await import('./handlers/aggregate-cleanup.js')).aggregateCleanup },
     'aggregate-sync': { summary: "share batches with the team through git: publish this clone's, fetch everyone else's", load: async () => (await import('./handlers/aggregate-sync.js')).aggregateSync },
   },
@@ -30,6 +31,7 @@ export const aggregationPlugin: PluginManifest = {
     { name: 'flowforge:aggregation:flush', description: 'Flush every pending time-tracking entry into batch files now (trigger "manual")', file: 'commands/flush.md', args: ['aggregate-force'] },
     { name: 'flowforge:aggregation:recover', description: 'Retry failed batches in aggregated/recovery/ now (one recovery pass), or one batch with --batch-id', file: 'commands/recover.md', args: ['aggregate-recover'] },
     { name: 'flowforge:aggregation:sync', description: "Share time-tracking batches with the team through git: publish this clone's batches to its own ref and fetch everyone else's", file: 'commands/sync.md', args: ['aggregate-sync', '--format=text'] },
+    { name: 'flowforge:aggregation:report', description: 'Report entries, commits and tracked hours per user, task, day, branch or action, as a table, CSV or an HTML page with a chart', file: 'commands/report.md', args: ['aggregate-report', '--format=text'] },
   ],
   schedules: aggregationSchedules,
 };

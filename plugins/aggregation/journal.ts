@@ -388,3 +388,55 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
   };
   return { journal, quarantine };
 }
+
+/** What {@link readPendingSnapshot} found: pending entries, oldest first, and records it skipped. */
+export interface PendingSnapshot {
+  /** Entries appended and not yet committed to a batch (or failed batch), oldest first. */
+  pending: Entry[];
+  /**
+   * Complete lines that failed their checksum or did not parse: the next call that opens the
+   * store quarantines them. A torn last line (an append in progress) is not counted: it was not
+   * acknowledged yet.
+   */
+  badRecords: number;
+}
+
+/**
+ * Reads the pending entries of the journal in `dir` without the store lock and without writing
+ * anything (for readers such as `aggregate-report`). Safe against a concurrent writer: appends
+ * only add lines (a torn last line is ignored), and compaction replaces the file atomically with
+ * one holding the same pending entries. Returns an empty snapshot when there is no journal;
+ * throws the port's errors other than ENOENT.
+ */
+export function readPendingSnapshot(dir: string, fsPort: FsPort): PendingSnapshot {
+  let raw: Buffer;
+  try {
+    raw = fsPort.readFile(path.join(dir, JOURNAL_FILE));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { pending: [], badRecords: 0 };
+    throw error;
+  }
+  let text = raw.toString('utf8');
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
+  let committedTo = 0;
+  let badRecords = 0;
+  const entries = new Map<number, Entry>();
+  let start = 0;
+  while (start < text.length) {
+    const nl = text.indexOf('\n', start);
+    if (nl === -1) break; // torn tail: an append still in progress
+    const line = text.slice(start, nl);
+    start = nl + 1;
+    if (line.length === 0) continue;
+    const record = decodeLine(line);
+    if (!record) {
+      badRecords++;
+      continue;
+    }
+    if (record.t === 'h') committedTo = record.committedTo;
+    else if (record.t === 'e') entries.set(record.s, record.e);
+    else if (record.t === 'c') for (const range of record.batches) committedTo = Math.max(committedTo, range.to);
+  }
+  const pending = [...entries].filter(([seq]) => seq > committedTo).sort((a, b) => a[0] - b[0]).map(([, entry]) => entry);
+  return { pending, badRecords };
+}

@@ -49,14 +49,23 @@ export function pseudonym(secret: string, userId: string): string {
   return 'u_' + createHmac('sha256', secret).update(userId).digest('hex').slice(0, 24);
 }
 
+/** A session entry id names the user's folder (`session:<folder>:<id>:<duration>`, sources/sessions.ts). */
+const SESSION_ID = /^session:([^:]+):(.*)$/s;
+
 /**
- * Replaces the string `userId` of every raw entry object by its pseudonym (other values are
- * left for validation to report). Returns new objects; the input is not changed.
+ * Replaces the string `userId` of every raw entry object by its pseudonym, and the user folder
+ * named in a session entry id (`session:<folder>:…`, usually the user's name) by the folder's
+ * pseudonym, so neither reaches the disk or a sync ref. Other values are left for validation to
+ * report. Returns new objects; the input is not changed.
  */
 export function anonymizeRaw(raw: unknown[], secret: string): unknown[] {
   return raw.map((item) => {
     if (item === null || typeof item !== 'object' || Array.isArray(item)) return item;
     const entry = item as Record<string, unknown>;
-    return typeof entry.userId === 'string' && entry.userId !== '' ? { ...entry, userId: pseudonym(secret, entry.userId) } : item;
+    let out = entry;
+    if (typeof entry.userId === 'string' && entry.userId !== '') out = { ...out, userId: pseudonym(secret, entry.userId) };
+    const session = typeof entry.entryId === 'string' ? SESSION_ID.exec(entry.entryId) : null;
+    if (session && !PSEUDONYM_PATTERN.test(session[1]!)) out = { ...out, entryId: `session:${pseudonym(secret, session[1]!)}:${session[2]}` };
+    return out;
   });
 }

@@ -17,7 +17,7 @@ test('--help lists every action and the global options; --version prints the pac
   const dir = project(t);
   const help = runCli(['--help'], { cwd: dir });
   t.is(help.code, 0);
-  for (const action of ['aggregate', 'aggregate-status', 'aggregate-force', 'aggregate-recover', 'aggregate-validate', 'aggregate-cleanup', 'aggregate-health', 'aggregate-migrate', 'aggregate-sync', 'hooks', 'serve']) t.regex(help.stdout, new RegExp(`^  ${action} `, 'm'));
+  for (const action of ['aggregate', 'aggregate-status', 'aggregate-force', 'aggregate-recover', 'aggregate-validate', 'aggregate-cleanup', 'aggregate-health', 'aggregate-migrate', 'aggregate-report', 'aggregate-sync', 'hooks', 'serve']) t.regex(help.stdout, new RegExp(`^  ${action} `, 'm'));
   t.regex(help.stdout, /--data-path=DIR/);
   const version = runCli(['--version'], { cwd: dir });
   t.is(version.code, 0);
@@ -33,7 +33,7 @@ test('unknown action or option: exit 2, one JSON error listing the valid ones, n
   t.is(action.code, 2);
   t.is(action.json.ok, false);
   t.is(action.json.error.code, 'E_USAGE');
-  t.regex(action.json.error.message, /Valid actions: aggregate, aggregate-cleanup, aggregate-force, aggregate-health, aggregate-migrate, aggregate-recover, aggregate-status, aggregate-sync, aggregate-validate, hooks, serve$/);
+  t.regex(action.json.error.message, /Valid actions: aggregate, aggregate-cleanup, aggregate-force, aggregate-health, aggregate-migrate, aggregate-recover, aggregate-report, aggregate-status, aggregate-sync, aggregate-validate, hooks, serve$/);
   const option = runCli(['aggregate-status', '--bogus=1'], { cwd: dir });
   t.is(option.code, 2);
   t.regex(option.json.error.message, /Unknown option --bogus.*Valid options: .*--data-path/);

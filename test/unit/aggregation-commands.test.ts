@@ -6,7 +6,7 @@ import { PROJECT_ROOT } from '../helpers/git-repo.js';
 
 const pluginDir = path.join(PROJECT_ROOT, 'plugins/aggregation');
 
-test('the manifest lists the five FlowForge commands, mapped to serve, aggregate-status, aggregate-force, aggregate-recover, aggregate-sync', (t) => {
+test('the manifest lists the six FlowForge commands, mapped to serve, aggregate-status, aggregate-force, aggregate-recover, aggregate-sync, aggregate-report', (t) => {
   t.deepEqual(
     aggregationPlugin.commands?.map((c) => [c.name, c.file, c.args.join(' ')]),
     [
@@ -15,6 +15,7 @@ test('the manifest lists the five FlowForge commands, mapped to serve, aggregate
       ['flowforge:aggregation:flush', 'commands/flush.md', 'aggregate-force'],
       ['flowforge:aggregation:recover', 'commands/recover.md', 'aggregate-recover'],
       ['flowforge:aggregation:sync', 'commands/sync.md', 'aggregate-sync --format=text'],
+      ['flowforge:aggregation:report', 'commands/report.md', 'aggregate-report --format=text'],
     ],
   );
 });

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { entriesChecksum } from '../../plugins/aggregation/batch-store.js';
 import { createHash } from 'node:crypto';
 import { InputError } from '../../src/core/errors.js';
 import {
@@ -59,6 +60,68 @@ test('canonicalJson: no whitespace, nested sort, undefined dropped in objects an
   t.is(canonicalJson({ b: [1, undefined, 'x'], a: { d: null, c: true }, u: undefined }), '{"a":{"c":true,"d":null},"b":[1,null,"x"]}');
   t.is(canonicalJson('é"'), '"é\\""');
   t.is(canonicalJson(1.5), '1.5');
+});
+
+/** The definition of canonical JSON, written plainly: the reference canonicalJson must match. */
+function referenceCanonical(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((x) => (x === undefined || typeof x === 'function' || typeof x === 'symbol' ? 'null' : referenceCanonical(x))).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const members = Object.keys(obj)
+    .sort()
+    .filter((k) => obj[k] !== undefined && typeof obj[k] !== 'function' && typeof obj[k] !== 'symbol')
+    .map((k) => `${JSON.stringify(k)}:${referenceCanonical(obj[k])}`);
+  return `{${members.join(',')}}`;
+}
+
+test('canonicalJson equals the plain definition on tricky and on random values (its fast path reorders copies)', (t) => {
+  const tricky: unknown[] = [
+    JSON.parse('{"__proto__": {"b": 1, "a": 2}, "z": 0}'),
+    { '10': 'x', '9': 'y', '4294967295': 'not an index', a: [{ '1': 1, b: 2, a: 1 }] },
+    { toJSON: 'a string, not a method', b: 1, a: 2 },
+    { when: new Date(0), b: undefined, a: [undefined, () => 1, Symbol('s')] },
+    Object.assign(Object.create(null), { b: 1, a: { d: 1, c: [] } }),
+    [{ b: 1, a: 2 }, [{ d: 1, c: 2 }], 'x', null, -0, 1e21, 'é\u2028"'],
+    { entryId: 'e', userId: 'u', action: 'commit', timestamp: 1, metadata: { branch: null, parents: ['a', 'b'], sha: 'x', tz: '+0100' } },
+    undefined,
+  ];
+  for (const value of tricky) t.is(canonicalJson(value), referenceCanonical(value));
+  let seed = 42;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+  const keys = ['a', 'b', 'Z', '0', '7', '10', 'é', 'a.b', 'duration', '__proto__'];
+  const gen = (depth: number): unknown => {
+    const kind = rnd(depth > 3 ? 4 : 7);
+    if (kind === 0) return rnd(1000) - 500;
+    if (kind === 1) return `s${rnd(50)}`;
+    if (kind === 2) return rnd(2) === 0 ? null : rnd(2) === 0;
+    if (kind === 3) return undefined;
+    if (kind === 4) return Array.from({ length: rnd(4) }, () => gen(depth + 1));
+    const obj: Record<string, unknown> = {};
+    for (let i = rnd(5); i > 0; i--) Object.defineProperty(obj, keys[rnd(keys.length)]!, { value: gen(depth + 1), enumerable: true, writable: true, configurable: true });
+    return obj;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const value = gen(0);
+    t.is(canonicalJson(value), referenceCanonical(value), JSON.stringify(value));
+  }
+});
+
+test('batch checksums equal sha256 over the plain canonical JSON, for stored entries and odd shapes alike', (t) => {
+  const entries: unknown[] = [
+    { entryId: 'commit:1', userId: 'ana', action: 'commit', timestamp: 1_700_000_000_000, metadata: { branch: null, parents: ['p'], sha: '1', tz: '+0100' } },
+    { entryId: 's', userId: 'é"\u2028', action: 'time-tracking', timestamp: 1, metadata: { z: { b: 1, a: [{ d: 1, c: 2 }] }, '10': 1, '9': 2 } },
+    { userId: 'u', action: 'a', timestamp: 2, entryId: 'no metadata' },
+    { entryId: 'extra', userId: 'u', action: 'a', timestamp: 3, extra: true },
+    { entryId: 7, userId: 'u', action: 'a', timestamp: '4' },
+    { entryId: 'undefined metadata', userId: 'u', action: 'a', timestamp: 5, metadata: undefined },
+    JSON.parse('{"entryId":"p","userId":"u","action":"a","timestamp":6,"__proto__":{"x":1}}'),
+    null,
+    ['not', 'an', 'entry'],
+  ];
+  const expected = (list: unknown[]) => `sha256:${createHash('sha256').update(referenceCanonical(list)).digest('hex')}`;
+  t.is(entriesChecksum(entries as never), expected(entries));
+  for (const one of entries) t.is(entriesChecksum([one] as never), expected([one]));
+  t.is(entriesChecksum([]), expected([]));
 });
 
 test('the redacted, converted metadata feeds the derived id', (t) => {

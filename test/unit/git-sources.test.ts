@@ -194,15 +194,24 @@ test('sessions: every variant of the FlowForge v2.0 file becomes the expected en
   fs.mkdirSync(path.join(root, 'user', 'carol')); // no time.json: skipped
   const entries = entriesFromSessions(root, createNodeFsPort());
   t.deepEqual(entries, [
-    { entryId: 'session:alice:s1', userId: 'alice', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: 's1', taskId: '214', duration: 3_600_000 } },
-    { entryId: 'session:alice:s2', userId: 'alice', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: 's2', taskId: 'T-9', duration: 90_000 } },
-    { entryId: 'session:alice:s3', userId: 'alice', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: 's3', duration: 1_500 } },
-    { entryId: 'session:alice:s4', userId: 'alice', action: 'time-tracking', timestamp: 1_700_001_800_000, metadata: { sessionId: 's4', duration: 1_800_000 } },
-    { entryId: 'session:alice:start-1700000000000', userId: 'alice-alias', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { duration: 60_000 } },
-    { entryId: 'session:bob:7', userId: 'bob@example.com', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: '7', duration: 3_600_000 } },
+    { entryId: 'session:alice:s1:3600000', userId: 'alice', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: 's1', taskId: '214', duration: 3_600_000 } },
+    { entryId: 'session:alice:s2:90000', userId: 'alice', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: 's2', taskId: 'T-9', duration: 90_000 } },
+    { entryId: 'session:alice:s3:1500', userId: 'alice', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: 's3', duration: 1_500 } },
+    { entryId: 'session:alice:s4:1800000', userId: 'alice', action: 'time-tracking', timestamp: 1_700_001_800_000, metadata: { sessionId: 's4', duration: 1_800_000 } },
+    { entryId: 'session:alice:start-1700000000000:60000', userId: 'alice-alias', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { duration: 60_000 } },
+    { entryId: 'session:bob:7:3600000', userId: 'bob@example.com', action: 'time-tracking', timestamp: 1_700_000_000_000, metadata: { sessionId: '7', duration: 3_600_000 } },
   ]);
   // Re-reading gives the same ids: nothing new for the store.
   t.deepEqual(entriesFromSessions(root, createNodeFsPort()).map((e) => e.entryId), entries.map((e) => e.entryId));
+});
+
+test('sessions: a session whose duration grew gets a new id ending with the new duration; unchanged ones keep theirs', (t) => {
+  const root = tempDataRoot(t);
+  writeTimeJson(root, 'alice', { sessions: [{ id: 's1', startTime: 1_700_000_000, endTime: 1_700_000_600 }, { id: 's2', startTime: 1_700_000_000, endTime: 1_700_000_060 }] });
+  t.deepEqual(entriesFromSessions(root, createNodeFsPort()).map((e) => e.entryId), ['session:alice:s1:600000', 'session:alice:s2:60000']);
+  writeTimeJson(root, 'alice', { sessions: [{ id: 's1', startTime: 1_700_000_000, endTime: 1_700_000_900 }, { id: 's2', startTime: 1_700_000_000, endTime: 1_700_000_060 }] });
+  const again = entriesFromSessions(root, createNodeFsPort());
+  t.deepEqual(again.map((e) => [e.entryId, e.metadata.duration]), [['session:alice:s1:900000', 900_000], ['session:alice:s2:60000', 60_000]]);
 });
 
 test('sessions: a session in both arrays is produced once; no user folder gives []', (t) => {

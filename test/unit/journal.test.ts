@@ -2,7 +2,7 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createNodeFsPort } from '../../src/core/fs-port.js';
-import { openJournal } from '../../plugins/aggregation/journal.js';
+import { openJournal, readPendingSnapshot } from '../../plugins/aggregation/journal.js';
 import type { Entry } from '../../plugins/aggregation/types.js';
 import { tempDir } from '../helpers/store.js';
 
@@ -144,4 +144,27 @@ test('a migrated record counts an upgraded batch once, across reopen and compact
   t.deepEqual(s.open().journal.totals, expected);
   const records = fs.readFileSync(path.join(s.dir, 'journal.log'), 'utf8').trim().split('\n');
   t.is(records.length, 1, 'after compaction only the header holds them');
+});
+
+test('readPendingSnapshot: pending entries only, across commits and a compaction; a torn tail is skipped, a bad record counted; nothing written', (t) => {
+  const s = setup(t);
+  t.deepEqual(readPendingSnapshot(s.dir, fsPort), { pending: [], badRecords: 0 });
+  const { journal } = s.open();
+  journal.append([entry(1), entry(2), entry(3)], 1000);
+  journal.intent([{ b: 'batch_1', from: 1, to: 2 }], 1500);
+  journal.commit([{ b: 'batch_1', from: 1, to: 2 }], 1600, [2]);
+  journal.append([entry(4)], 2000);
+  t.deepEqual(readPendingSnapshot(s.dir, fsPort).pending.map((e) => e.entryId), ['id-3', 'id-4']);
+  journal.compact();
+  journal.append([entry(5)], 3000);
+  journal.close();
+  t.deepEqual(readPendingSnapshot(s.dir, fsPort), { pending: [entry(3), entry(4), entry(5)], badRecords: 0 });
+
+  const lines = fs.readFileSync(s.file, 'utf8').split('\n');
+  const corrupt = lines[1]!.replace('id-3', 'id-X'); // checksum no longer matches
+  fs.writeFileSync(s.file, [lines[0], corrupt, ...lines.slice(2, -1)].join('\n') + '\n' + '0badc0de {"t":"e","s":9');
+  const before = fs.readFileSync(s.file);
+  t.deepEqual(readPendingSnapshot(s.dir, fsPort), { pending: [entry(4), entry(5)], badRecords: 1 });
+  t.deepEqual(fs.readFileSync(s.file), before);
+  t.deepEqual(fs.readdirSync(path.dirname(s.dir)), ['journal']); // no quarantine written
 });

@@ -25,9 +25,15 @@
  * ```
  *
  * Decisions:
- * - ids: `session:<userDir>:<session id>`, so re-reading the same files adds nothing (SPEC §4);
- *   a session without an id gets `session:<userDir>:start-<start ms>` (stable while the session's
- *   start does not change). A session listed in both arrays is produced once.
+ * - ids: `session:<userDir>:<session id>:<duration ms>`, so re-reading the same files adds
+ *   nothing (SPEC §4), and a session whose duration grew since the last import (FlowForge updates
+ *   a session in place; sessions only grow) is stored again under a new id instead of being
+ *   dropped as a duplicate. Reports count each (userId, sessionId) once, at its longest duration
+ *   (report/summarize.ts). A session without an id gets `session:<userDir>:start-<start ms>:<duration
+ *   ms>`. A session listed in both arrays is produced once.
+ * - Stores written before this id format hold `session:<userDir>:<session id>`: the first import
+ *   after the upgrade stores each completed session once more under the new id; reports still
+ *   count it once (same userId and sessionId).
  * - userId: the session's `userId`/`user`, else the file's `userId`, else the directory name.
  * - errors: a file that is not JSON, or a completed session whose times are unreadable or whose
  *   end precedes its start, rejects the whole call with an InputError (exit 2, nothing
@@ -84,7 +90,7 @@ function isObject(value: unknown): value is Json {
 
 /**
  * Raw `time-tracking` entries for every completed session in `<dataRoot>/user/* /time.json`:
- * `{ entryId: "session:<userDir>:<id>", userId, action: "time-tracking", timestamp: start
+ * `{ entryId: "session:<userDir>:<id>:<duration ms>", userId, action: "time-tracking", timestamp: start
  * (epoch ms), metadata: { sessionId, taskId?, duration } }` with `duration` in milliseconds:
  * end − start when both are present, else the file's `duration` (seconds) × 1000.
  * Order: user directories by name, then sessions in file order.
@@ -192,7 +198,7 @@ function sessionEntry(session: Json, userDir: string, fileUser: string | undefin
   if (taskId !== undefined) metadata.taskId = taskId;
   metadata.duration = duration;
   return {
-    entryId: sessionId !== undefined ? `session:${userDir}:${sessionId}` : `session:${userDir}:start-${start}`,
+    entryId: `${sessionId !== undefined ? `session:${userDir}:${sessionId}` : `session:${userDir}:start-${start}`}:${duration}`,
     userId,
     action: 'time-tracking',
     timestamp: start,

@@ -1,0 +1,186 @@
+/**
+ * Reads every acknowledged entry a report counts, without the store lock and without writing.
+ *
+ * Local scope, in this order (the order entries move in, so an entry moving while we read is
+ * met at least once, and the entry-id dedupe makes it exactly once):
+ *   1. `aggregated/inbox/*.ndjson`      acknowledged while the store was busy (inbox.ts)
+ *   2. the journal's pending entries    (journal.ts readPendingSnapshot)
+ *   3. `aggregated/recovery/*.failed.json`  failed batches awaiting retry: acknowledged data the
+ *      recovery pass will write, so billing sees them
+ *   4. `aggregated/batch_*.json`         batch files (immutable once written)
+ * Team scope adds `team/<clone id>/batch_*.json`: other clones' batch files as `aggregate-sync`
+ * materializes them (same batch file format). Every entry read is passed on, repeats included:
+ * the accumulator (summarize.ts) counts each entry id once — the same commit imported by two
+ * clones is one entry.
+ *
+ * Not counted, but reported: abandoned batches (`recovery/abandoned/`, given up by the recovery
+ * pass) and quarantined files (`recovery/errors/`).
+ *
+ * A file that cannot be trusted (not JSON, wrong shape, checksum or entryCount mismatch, a
+ * newer format version, unreadable) is never skipped silently: it is listed in `problems`, and
+ * the action refuses to report (a bill from partial data is worse than none). A file that
+ * disappears between the listing and the read moved on (inbox merged, failed batch recovered)
+ * and is met again later in the order above.
+ */
+import * as path from 'node:path';
+import type { HandlerContext } from '../../../src/core/context.js';
+import type { ErrorDetail } from '../../../src/core/errors.js';
+import { BATCH_MESSAGES, readBatchFile, type BatchProblem, type BatchRead } from '../batch-store.js';
+import { inboxDir } from '../inbox.js';
+import { readPendingSnapshot } from '../journal.js';
+import { storeLayout } from '../layout.js';
+import type { Entry } from '../types.js';
+
+/** `<data root>/team/`: one folder per other clone, written by `aggregate-sync`. */
+export const teamDir = (dataRoot: string): string => storeLayout(dataRoot).team;
+
+/** A batch file name (`batch_<13 digits>_<8 hex>.json`); temp files of an atomic write do not match. */
+const BATCH_FILE = /^batch_\d{13}_[0-9a-f]{8}\.json$/;
+const FAILED_FILE = /^batch_\d{13}_[0-9a-f]{8}\.failed\.json$/;
+const ABANDONED_FILE = /^batch_\d{13}_[0-9a-f]{8}\.abandoned\.json$/;
+const INBOX_FILE = /^\d{13}-\d+-[0-9a-f]{8}\.ndjson$/;
+
+export type ReportScope = 'local' | 'team';
+
+/** Where the counted entries came from (files and entries read, before dedupe). */
+export interface ReportSources {
+  /** Local batch files read. */
+  batchFiles: number;
+  /** Failed batches in `aggregated/recovery/` read. */
+  failedBatches: number;
+  /** Entries pending in the journal and the inbox. */
+  pendingEntries: number;
+  /** Clone folders under `team/` (team scope; 0 in local scope). */
+  teamClones: number;
+  /** Batch files read under `team/`. */
+  teamBatchFiles: number;
+}
+
+export interface ReadOutcome {
+  sources: ReportSources;
+  /** Abandoned batches and their entries: not counted. `entries` counts readable files only. */
+  abandoned: { batches: number; entries: number };
+  /** Files in `recovery/errors/`: not counted. */
+  quarantinedFiles: number;
+  /** Things the reader noticed that do not stop the report (listed in the result). */
+  warnings: string[];
+  /** Files that could not be trusted; the caller refuses to report when there is any. */
+  problems: ErrorDetail[];
+}
+
+const PROBLEM_TEXT: Record<BatchProblem, string> = {
+  unreadable: 'cannot be read',
+  'not-json': 'is not valid JSON',
+  'bad-shape': 'is not a batch file (no batchId or entries)',
+  checksum: 'does not match its checksum (entries changed after it was written)',
+  'entry-count': 'entryCount does not match its entries',
+  'newer-version': 'was written by a newer version of FlowForge Aggregation (format major version > 2); upgrade to report on it',
+  legacy: 'is in the older batch format; run provider-bridge aggregate-migrate to upgrade it',
+};
+
+/** The message for a batch file `read` found a problem in: the shared wording of batch-store.ts for versions. */
+function problemText(file: string, read: Exclude<BatchRead, { batch: unknown }>): string {
+  if (read.problem === 'newer-version') return BATCH_MESSAGES.newerVersion(file, read.version);
+  if (read.problem === 'legacy') return BATCH_MESSAGES.legacy(file, read.version);
+  return PROBLEM_TEXT[read.problem];
+}
+
+/**
+ * Calls `visit` for every entry of the sources of `scope`, in the order of the module comment
+ * (an id may come more than once). A file that cannot be trusted is listed in `problems` and its
+ * entries are not visited; the caller must not report then. Throws only when a folder cannot be
+ * listed or the journal cannot be read (the port's error).
+ */
+export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry) => void): ReadOutcome {
+  const layout = storeLayout(ctx.dataRoot);
+  const outcome: ReadOutcome = {
+    sources: { batchFiles: 0, failedBatches: 0, pendingEntries: 0, teamClones: 0, teamBatchFiles: 0 },
+    abandoned: { batches: 0, entries: 0 },
+    quarantinedFiles: 0,
+    warnings: [],
+    problems: [],
+  };
+  const rel = (file: string) => path.relative(ctx.dataRoot, file);
+  const unreadable = (file: string, error: unknown) => outcome.problems.push({ path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` });
+  const list = (dir: string, pattern: RegExp) =>
+    ctx.fs
+      .readdir(dir)
+      .filter((name) => pattern.test(name))
+      .sort()
+      .map((name) => path.join(dir, name));
+
+  // 1. Inbox, then 2. journal: the inbox is merged into the journal, never the other way.
+  for (const file of list(inboxDir(layout), INBOX_FILE)) {
+    let textValue: string;
+    try {
+      textValue = ctx.fs.readFile(file).toString('utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unreadable(file, error);
+      continue; // ENOENT: merged meanwhile, so in the journal now
+    }
+    let entries: Entry[];
+    try {
+      entries = textValue
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as Entry);
+    } catch {
+      outcome.problems.push({ path: rel(file), message: 'is not valid NDJSON' });
+      continue;
+    }
+    outcome.sources.pendingEntries += entries.length;
+    for (const entry of entries) visit(entry);
+  }
+  const journal = readPendingSnapshot(layout.journal, ctx.fs);
+  outcome.sources.pendingEntries += journal.pending.length;
+  for (const entry of journal.pending) visit(entry);
+  if (journal.badRecords > 0) {
+    outcome.warnings.push(`${journal.badRecords} journal record(s) failed their checksum and were not counted; the next aggregate call moves them to ${rel(layout.errors)}/`);
+  }
+
+  /** Reads, verifies and visits one batch file; false when it vanished or could not be trusted. */
+  const readBatch = (file: string): boolean => {
+    let read: ReturnType<typeof readBatchFile>;
+    try {
+      read = readBatchFile(ctx.fs, file);
+    } catch (error) {
+      unreadable(file, error);
+      return false;
+    }
+    if (read === undefined) return false; // ENOENT: a failed batch recovered meanwhile (met again as a batch file)
+    if ('problem' in read) {
+      outcome.problems.push({ path: rel(file), message: problemText(rel(file), read) });
+      return false;
+    }
+    for (const entry of read.batch.entries) visit(entry);
+    return true;
+  };
+  // 3. Failed batches, then 4. batch files: the recovery pass turns the first into the second,
+  // so batch files are listed only once the failed ones were read.
+  for (const file of list(layout.recovery, FAILED_FILE)) if (readBatch(file)) outcome.sources.failedBatches++;
+  for (const file of list(layout.aggregated, BATCH_FILE)) if (readBatch(file)) outcome.sources.batchFiles++;
+
+  if (scope === 'team') {
+    const dir = teamDir(ctx.dataRoot);
+    const clones = ctx.fs
+      .readdir(dir)
+      .filter((name) => !name.startsWith('.') && ctx.fs.stat(path.join(dir, name))?.isDirectory())
+      .sort();
+    outcome.sources.teamClones = clones.length;
+    if (clones.length === 0) outcome.warnings.push(`no team data in ${rel(dir)}/ yet (aggregate-sync materializes other clones' batch files there): team scope shows local data only`);
+    for (const clone of clones) for (const file of list(path.join(dir, clone), BATCH_FILE)) if (readBatch(file)) outcome.sources.teamBatchFiles++;
+  }
+
+  for (const file of list(layout.abandoned, ABANDONED_FILE)) {
+    outcome.abandoned.batches++;
+    try {
+      const read = readBatchFile(ctx.fs, file);
+      if (read && 'batch' in read) outcome.abandoned.entries += read.batch.entryCount;
+      else if (read) outcome.warnings.push(`${read.problem === 'newer-version' || read.problem === 'legacy' ? "" : `${rel(file)} `}${problemText(rel(file), read)}; its entries are not in abandoned.entries`);
+    } catch (error) {
+      outcome.warnings.push(`${rel(file)} ${PROBLEM_TEXT.unreadable} (${(error as Error).message}); its entries are not in abandoned.entries`);
+    }
+  }
+  outcome.quarantinedFiles = ctx.fs.readdir(layout.errors).length;
+  return outcome;
+}
