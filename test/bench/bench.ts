@@ -44,9 +44,11 @@
  *     timeout. Floor: peak RSS of `node -e 0`. Budget ≤ 200 MB. (`--quick`: 100,000 entries.)
  *  9. [recovery] one `aggregate-recover` over 1,000 failed batches (50 entries each, Failed
  *     Batch Format, all due). Floor: `node -e 0`. Budget ≤ 3 s.
- * 10. [auto] `batchSize: "auto"`: runs only once the config schema accepts it (small and large
- *     entries, batch files per 10k entries and bytes per file, vs batchSize 50); a TODO row
- *     until then.
+ * 10. [auto] `batchSize: "auto"`: small and large entries, batch files per 10k entries and
+ *     bytes per file, vs batchSize 50.
+ * 11. [report] `aggregate-report --by=day` over 1,000,000 stored entries (20,000 batch files,
+ *     generated once and cached; see report-bench.ts), median of 3 whole processes, with peak
+ *     RSS. Floor: `node -e 0`. Budget: "a few seconds" (≤ 5 s). (`--quick`: 100,000.)
  *  P. [profile] where the hook path's time goes: a CPU profile (`node --cpu-prof`, self time by
  *     package/file, mean of 3 runs), the load time of each module of the hook path (dynamic
  *     `import()` timed in a fresh process, in hook order and each alone), and the number of git
@@ -86,9 +88,9 @@ import { interleave, median, quantile, runOk, runPool, runTimed, runWithPeakRss,
 
 // ---- options ------------------------------------------------------------------------------
 
-const GROUPS = ['hook', 'commit', 'status', 'scale', 'ingest', 'flush', 'concurrency', 'stream', 'recovery', 'auto', 'profile'] as const;
+const GROUPS = ['hook', 'commit', 'status', 'scale', 'ingest', 'flush', 'concurrency', 'stream', 'recovery', 'auto', 'report', 'profile'] as const;
 type Group = (typeof GROUPS)[number];
-const BY_NUMBER: Record<string, Group> = { '1': 'hook', '2': 'commit', '3': 'status', '4': 'scale', '5': 'ingest', '6': 'flush', '7': 'concurrency', '8': 'stream', '9': 'recovery', '10': 'auto', p: 'profile' };
+const BY_NUMBER: Record<string, Group> = { '1': 'hook', '2': 'commit', '3': 'status', '4': 'scale', '5': 'ingest', '6': 'flush', '7': 'concurrency', '8': 'stream', '9': 'recovery', '10': 'auto', '11': 'report', p: 'profile' };
 
 const { values: opts } = parseArgs({
   options: {
@@ -105,7 +107,7 @@ const { values: opts } = parseArgs({
 if (opts.help) {
   console.log(`Usage: npm run bench -- [--quick] [--only=GROUP[,GROUP…]] [--out=FILE] [--runs=N] [--keep] [--fresh]
 
-Groups (or figure numbers): ${GROUPS.map((g) => g).join(', ')} (1–10, p)
+Groups (or figure numbers): ${GROUPS.map((g) => g).join(', ')} (1–11, p)
   --quick   fewer repetitions, no 1M-entry ingest, streamed ingest of 100k instead of 1M
   --runs=N  repetitions of the interleaved process loops (default 15, quick 6)
   --out     where the JSON goes (default <tmpdir>/ff-bench-<time>.json; never inside the repo)
@@ -118,7 +120,7 @@ const selected = new Set<Group>();
 for (const name of (opts.only ?? GROUPS.join(',')).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
   const group = (BY_NUMBER[name] ?? name) as Group;
   if (!GROUPS.includes(group)) {
-    console.error(`unknown group "${name}"; groups: ${GROUPS.join(', ')} (or 1–10, p)`);
+    console.error(`unknown group "${name}"; groups: ${GROUPS.join(', ')} (or 1–11, p)`);
     process.exit(2);
   }
   selected.add(group);
@@ -701,6 +703,27 @@ async function benchStream(): Promise<void> {
   });
 }
 
+// ---- 11. report over 1M entries ----------------------------------------------------------
+
+async function benchReportGroup(): Promise<void> {
+  const n = quick ? 100_000 : 1_000_000;
+  log(`11 aggregate-report --by=day over ${n.toLocaleString('en-US')} stored entries (store generated once, cached)`);
+  const floor = median(Array.from({ length: 5 }, timeOf(nodeFloor)));
+  const { benchReport } = await import('./report-bench.js');
+  const r = await benchReport({ entries: n, workDir: cacheDir(), cli: CLI, runs: quick ? 2 : 3 });
+  rows.push({
+    id: '11',
+    figure: `aggregate-report --by=day over ${n.toLocaleString('en-US')} entries (${(n / 50).toLocaleString('en-US')} batch files)`,
+    measured: ms(r.ms),
+    floor: `${ms(floor)} node -e 0`,
+    ratio: times(r.ms / floor),
+    budget: 'a few seconds (≤ 5 s)',
+    result: verdict(r.ms <= 5_000),
+    note: `${perSec(r.entriesPerSecond)}; peak RSS ${r.peakRssMb === undefined ? '—' : `${r.peakRssMb.toFixed(0)} MB`}; totals ${r.totals.entries} entries / ${r.totals.commits} commits`,
+    data: { ...r, floorMs: floor },
+  });
+}
+
 // ---- 9. recovery pass ---------------------------------------------------------------------
 
 function benchRecovery(): void {
@@ -1008,6 +1031,7 @@ const runners: Record<Group, () => void | Promise<void>> = {
   stream: benchStream,
   recovery: benchRecovery,
   auto: benchAuto,
+  report: benchReportGroup,
   profile: benchProfile,
 };
 
