@@ -17,7 +17,6 @@ import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
 import type { RawSourceEntry } from '../sources/git-commit.js';
 import type { Entry, FlushedBatch } from '../types.js';
 import { randomBytes } from 'node:crypto';
-import { looksLikeJsonArray, streamTuning } from '../stream-input.js';
 
 export const SOURCES = ['sessions', 'git-commit', 'git-checkout', 'git-log'] as const;
 
@@ -106,7 +105,9 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
   });
   if (input.input !== undefined) {
     const origin = `--input=${input.input}`;
-    const got = input.input === '-' ? await readStdinOrSpool(ctx) : readInputFile(ctx, input.input);
+    // Loaded only with --input, so the hook path never pays for it.
+    const { looksLikeJsonArray, streamTuning } = await import('../stream-input.js');
+    const got = input.input === '-' ? await readStdinOrSpool(ctx, streamTuning.afterBytes) : readInputFile(ctx, input.input, streamTuning.afterBytes);
     if (Buffer.isBuffer(got)) add(parseEntryText(decodeUtf8(got, origin), origin));
     else {
       streamed = { ...got, origin };
@@ -176,14 +177,14 @@ function removeQuietly(ctx: HandlerContext, file: string): void {
  * Standard input: the bytes when they fit in STREAM_AFTER_BYTES (32 MiB; a JSON array or NDJSON), else a
  * scratch copy `<data root>/cache/stdin-<pid>-<hex>.ndjson` to stream from.
  */
-async function readStdinOrSpool(ctx: HandlerContext): Promise<Buffer | Omit<StreamedInput, 'origin'>> {
+async function readStdinOrSpool(ctx: HandlerContext, afterBytes: number): Promise<Buffer | Omit<StreamedInput, 'origin'>> {
   const { assertOwnDataRoot } = await import('../aggregator.js');
   assertOwnDataRoot(ctx);
   const cache = storeLayout(ctx.dataRoot).cache;
   const spill = path.join(cache, `stdin-${process.pid}-${randomBytes(4).toString('hex')}.ndjson`);
   let got;
   try {
-    got = await ctx.readStdin(streamTuning.afterBytes, () => {
+    got = await ctx.readStdin(afterBytes, () => {
       ctx.fs.mkdirp(cache);
       return spill;
     });
@@ -229,11 +230,11 @@ export function decodeUtf8(bytes: Buffer, origin: string): string {
   }
 }
 
-/** The file's bytes, or the file to stream when it is larger than STREAM_AFTER_BYTES. */
-function readInputFile(ctx: HandlerContext, file: string): Buffer | Omit<StreamedInput, 'origin'> {
+/** The file's bytes, or the file to stream when it is larger than `afterBytes` (STREAM_AFTER_BYTES). */
+function readInputFile(ctx: HandlerContext, file: string, afterBytes: number): Buffer | Omit<StreamedInput, 'origin'> {
   const full = path.resolve(ctx.cwd, file);
   const size = ctx.fs.stat(full)?.size ?? 0;
-  if (size > streamTuning.afterBytes && ctx.fs.stat(full)?.isFile()) return { file: full, bytes: size, spool: false };
+  if (size > afterBytes && ctx.fs.stat(full)?.isFile()) return { file: full, bytes: size, spool: false };
   try {
     return ctx.fs.readFile(full);
   } catch (error) {
@@ -295,7 +296,7 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
  *   before are acknowledged-safe and a retry counts them as duplicates
  */
 async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entries: Entry[], skipped: SkippedEntry[], prepare: (raw: unknown[]) => Entry[]): Promise<AggregateResult> {
-  const { ProblemSink, readNdjsonChunks, offsetDetailPath } = await import('../stream-input.js');
+  const { ProblemSink, readNdjsonChunks, offsetDetailPath, streamTuning } = await import('../stream-input.js');
   const chunkEntries = streamTuning.chunkEntries;
   const readProblems = new ProblemSink();
   for (const chunk of readNdjsonChunks(streamed.file, streamed.origin, streamed.bytes, chunkEntries, readProblems)) {
