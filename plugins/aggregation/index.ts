@@ -9,7 +9,16 @@ import { aggregationSchedules } from './schedules.js';
 export const aggregationPlugin: PluginManifest = {
   name: 'aggregation',
   handlers: {
-    aggregate: { summary: 'accept entries, store them durably, flush batches when a trigger fires', load: async () => (await import('./handlers/aggregate.js')).aggregate },
+    aggregate: {
+      summary: 'accept entries, store them durably, flush batches when a trigger fires',
+      load: async () => (await import('./handlers/aggregate.js')).aggregate,
+      // The post-commit hook: start `git log -1 HEAD` while the handler's modules load.
+      async warm(args, io) {
+        if (!args.some((a, i) => a === '--source=git-commit' || (a === '--source' && args[i + 1] === 'git-commit'))) return;
+        const { warmHeadCommit } = await import('../../src/core/git-client.js');
+        await warmHeadCommit(io.cwd, io.env, { cwd: io.cwd });
+      },
+    },
     'aggregate-status': { summary: 'show pending entries, batches, recovery files, metrics and health', load: async () => (await import('./handlers/aggregate-status.js')).aggregateStatus },
     'aggregate-force': { summary: 'flush every pending entry into batch files now', load: async () => (await import('./handlers/aggregate-force.js')).aggregateForce },
     'aggregate-recover': { summary: 'retry failed batches in recovery/ now (one recovery pass)', load: async () => (await import('./handlers/aggregate-recover.js')).aggregateRecover },

@@ -129,6 +129,8 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
     }
     const entry = reg.lookup(action);
     if (!entry) throw new UsageError(messages.unknownAction(action, reg.actions().map((a) => a.name)));
+    // Slow I/O the action will need (the hook's git process) starts now and overlaps the loading.
+    if (entry.warm && !globals.help) await entry.warm(rest, { cwd: io.cwd, env: io.env }).catch(() => undefined);
     const handler: AnyHandler = await entry.load();
     if (requestedFormat !== undefined && out.format !== requestedFormat) {
       const extra = Object.keys(handler.renderers ?? {});
@@ -297,7 +299,7 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
       const dir = path.resolve(io.cwd, repoDir ?? '.');
       let client = gitClients.get(dir);
       if (!client) {
-        client = import('../core/git-client.js').then((m) => m.createGitClient(dir, io.env, { cwd: io.cwd }));
+        client = import('../core/git-client.js').then((m) => m.takeWarmClient(dir) ?? m.createGitClient(dir, io.env, { cwd: io.cwd }));
         gitClients.set(dir, client);
       }
       return client;

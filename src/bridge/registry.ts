@@ -9,6 +9,8 @@ export interface RegisteredAction {
   summary: string;
   plugin: string;
   load(): Promise<AnyHandler>;
+  /** See PluginManifest.handlers[].warm. */
+  warm?(args: readonly string[], io: { cwd: string; env: NodeJS.ProcessEnv }): Promise<void>;
 }
 
 export interface Registry {
@@ -31,7 +33,7 @@ export function createRegistry(): Registry {
       for (const name of names) if (actions.has(name)) throw new Error(`action ${name} is already registered by ${actions.get(name)!.plugin}`);
       for (const name of names) {
         const h = plugin.handlers[name]!;
-        actions.set(name, { name, summary: h.summary, plugin: plugin.name, load: h.load });
+        actions.set(name, { name, summary: h.summary, plugin: plugin.name, load: h.load, warm: h.warm });
       }
       plugins.add(plugin);
       return () => {

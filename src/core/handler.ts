@@ -80,7 +80,19 @@ export interface CommandBinding {
 export interface PluginManifest {
   name: string;
   /** Lazy loaders keyed by action name, so an invocation imports only its own handler. */
-  handlers: Record<string, { summary: string; load(): Promise<AnyHandler> }>;
+  handlers: Record<
+    string,
+    {
+      summary: string;
+      load(): Promise<AnyHandler>;
+      /**
+       * Optional: called by the host with the raw arguments and the working directory BEFORE
+       * `load()`, to start slow I/O (a git process) that can run while the handler's modules
+       * load. Must not throw or write anything; whatever it starts is only a cache.
+       */
+      warm?(args: readonly string[], io: { cwd: string; env: NodeJS.ProcessEnv }): Promise<void>;
+    }
+  >;
   hooks: HookBinding[];
   schedules?: ScheduleBinding[];
   /** FlowForge command files the plugin ships (plain data; the host does not run them). */

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createGitClient } from '../../src/core/git-client.js';
+import { createGitClient, takeWarmClient, warmHeadCommit } from '../../src/core/git-client.js';
 import { GitError } from '../../src/core/errors.js';
 import { entriesFromGitCommit } from '../../plugins/aggregation/sources/git-commit.js';
 import { entriesFromGitLog } from '../../plugins/aggregation/sources/git-log.js';
@@ -243,4 +243,25 @@ test('git-checkout source against a real repository: branch switch and detach', 
   repo.git(['checkout', '-q', '--detach']);
   const [detached] = await entriesFromGitCheckout({ prev: b, next: b, flag: '1' }, git, 1_700_000_000_200);
   t.is(detached?.metadata.branch, null);
+});
+
+test('a warmed client is handed out once, its first headCommit the one started early; later calls ask git again', async (t) => {
+  const repo = withGitRepo(t);
+  const first = repo.commit('first', { 'a.txt': 'one\n' });
+  await warmHeadCommit(repo.dir, repo.env, { cwd: repo.dir });
+  const second = repo.commit('second', { 'a.txt': 'two\n' }); // after the early git log ran or started
+  const warm = takeWarmClient(repo.dir);
+  t.truthy(warm);
+  t.is(takeWarmClient(repo.dir), undefined);
+  const git = await warm!;
+  t.true([first, second].includes((await git.headCommit())!.sha));
+  t.is((await git.headCommit())!.sha, second);
+});
+
+test('warming a directory that is not a repository never throws; the error comes when the action asks', async (t) => {
+  const dir = fs.mkdtempSync(path.join(fs.realpathSync(process.env.TMPDIR ?? '/tmp'), 'ff-nogit-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  await t.notThrowsAsync(warmHeadCommit(dir, { PATH: process.env.PATH, GIT_CEILING_DIRECTORIES: path.dirname(dir) }, { cwd: dir }));
+  const git = await takeWarmClient(dir)!;
+  await t.throwsAsync(git.headCommit(), { instanceOf: GitError });
 });

@@ -45,3 +45,30 @@ test('with no action, only json and text are valid formats', async (t) => {
   t.is(r.code, 2);
   t.is(JSON.parse(r.stdout).error.message, '--format must be one of json, text, got "csv"');
 });
+
+test('an action\'s warm-up runs before its handler loads, with the raw arguments; a failing one is ignored', async (t) => {
+  const order: string[] = [];
+  const registry = createRegistry();
+  registry.register({
+    name: 'demo',
+    handlers: {
+      echo: {
+        summary: echo.summary,
+        warm: async (args, io) => {
+          order.push(`warm ${args.join(' ')} in ${io.cwd === dir ? 'cwd' : io.cwd}`);
+          throw new Error('warm-up failed');
+        },
+        load: async () => {
+          order.push('load');
+          return echo;
+        },
+      },
+    },
+    hooks: [],
+  });
+  const dir = tempDir(t);
+  let stdout = '';
+  const code = await runHost(['echo', '--quiet'], { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: () => true }, stdin: Readable.from([]), env: {}, cwd: dir }, registry);
+  t.is(code, 0);
+  t.deepEqual(order, ['warm --quiet in cwd', 'load']);
+});
