@@ -66,6 +66,13 @@ export interface OpenStore {
    * return. Throws RateLimitError (nothing stored) over `rateLimit`, unless `rateLimit: false`.
    */
   ingest(entries: readonly Entry[], options?: { rateLimit?: boolean }): { accepted: JournalEntry[]; duplicates: number };
+  /**
+   * Checks and records the rate limit (config `rateLimit`) for entries about to be stored, given
+   * as counts per userId — for a streamed input, checked once for the whole input before any of
+   * it is stored. Throws RateLimitError (exit 2), recording nothing, when any user would exceed
+   * the limit. A no-op when the limit is off.
+   */
+  reserveRateLimit(perUser: ReadonlyMap<string, number>): void;
   /** Applies the size/threshold/age triggers, or flushes everything with `manual`. */
   flush(options?: { manual?: boolean }): Promise<FlushOutcome>;
   /** Pending count and age of the oldest pending entry in ms (0 when none). */
@@ -215,8 +222,16 @@ export function assertOwnDataRoot(ctx: HandlerContext): void {
  * appended; otherwise the counts are updated. Runs under the store lock.
  */
 function enforceRateLimit(ctx: HandlerContext, layout: StoreLayout, fresh: readonly Entry[]): void {
+  if (ctx.config.rateLimit.entriesPerMinute === 0 || fresh.length === 0) return;
+  const adding = new Map<string, number>();
+  for (const e of fresh) adding.set(e.userId, (adding.get(e.userId) ?? 0) + 1);
+  reserveRate(ctx, layout, adding);
+}
+
+/** The rate-limit window check and update of {@link enforceRateLimit}, from counts per user. */
+function reserveRate(ctx: HandlerContext, layout: StoreLayout, adding: ReadonlyMap<string, number>): void {
   const limit = ctx.config.rateLimit.entriesPerMinute;
-  if (limit === 0 || fresh.length === 0) return;
+  if (limit === 0 || adding.size === 0) return;
   const file = path.join(layout.aggregated, 'rate.json');
   const minute = Math.floor(ctx.now() / 60_000) * 60_000;
   let state: { minute: number; counts: Record<string, number> } = { minute, counts: {} };
@@ -226,8 +241,6 @@ function enforceRateLimit(ctx: HandlerContext, layout: StoreLayout, fresh: reado
   } catch {
     /* no window yet, or an unreadable one: start a fresh minute */
   }
-  const adding = new Map<string, number>();
-  for (const e of fresh) adding.set(e.userId, (adding.get(e.userId) ?? 0) + 1);
   const over = [...adding].filter(([user, n]) => (state.counts[user] ?? 0) + n > limit);
   if (over.length > 0) {
     throw new RateLimitError(
@@ -472,6 +485,10 @@ function createOpenStore(
       if (done.length > 0) journal.commit(done, ctx.now(), counts);
       else journal.abort(ctx.now());
       return outcome;
+    },
+    reserveRateLimit(perUser) {
+      lock.assertHeld();
+      reserveRate(ctx, layout, perUser);
     },
     pendingSummary() {
       const oldest = journal.pending[0];

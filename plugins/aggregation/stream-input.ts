@@ -71,114 +71,140 @@ export class ProblemSink {
   }
 }
 
-/** Whether the file's first non-blank character (after a BOM) is `[`: a JSON array, not NDJSON. */
-export function looksLikeJsonArray(file: string): boolean {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const head = Buffer.alloc(4096);
-    const n = fs.readSync(fd, head, 0, head.length, 0);
-    const text = head.subarray(0, n).toString('utf8').replace(/^\uFEFF/, '');
-    return text.trimStart().startsWith('[');
-  } finally {
-    fs.closeSync(fd);
-  }
+/** Whether the open file's first non-blank character (after a BOM) is `[`: a JSON array, not NDJSON. */
+export function looksLikeJsonArray(fd: number): boolean {
+  const head = Buffer.alloc(4096);
+  const n = fs.readSync(fd, head, 0, head.length, 0);
+  const text = head.subarray(0, n).toString('utf8').replace(/^\uFEFF/, '');
+  return text.trimStart().startsWith('[');
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Reads the first `byteLimit` bytes of `file` as NDJSON and yields its entries parsed (not
- * validated) in chunks of up to `maxItems`. Lines that are not JSON, not valid UTF-8, or longer
- * than MAX_LINE_BYTES are added to `problems` as `{path: "<origin>:line N", message}` (1-based
- * physical lines) and skipped; the caller decides what problems mean. Memory: one read buffer,
- * one chunk of items, and at most one line of carry-over.
- *
- * @throws Node's errno errors when the file cannot be opened or read
+ * Splits NDJSON bytes pushed in pieces of any size (a file read, a pipe) into parsed items, in
+ * chunks of up to `maxItems`. Lines that are not JSON, not valid UTF-8, or longer than
+ * MAX_LINE_BYTES are added to `problems` as `{path: "<origin>:line N", message}` (1-based
+ * physical lines) and skipped; the caller decides what problems mean. A UTF-8 byte order mark at
+ * the very start is skipped. Memory: one chunk of items and at most one line of carry-over.
  */
-export function* readNdjsonChunks(file: string, origin: string, byteLimit: number, maxItems: number, problems: ProblemSink): Generator<NdjsonChunk> {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(READ_BYTES);
-    let carry: Buffer = Buffer.alloc(0);
-    let position = 0;
-    let line = 1;
-    let itemIndex = 0;
-    let items: unknown[] = [];
-    let firstItem = 0;
-    let skippingLongLine = false;
-    const badLine = (message: string) => {
-      problems.badLines++;
-      problems.add({ path: `${origin}:line ${line}`, message });
-    };
-    const takeLines = function* (data: Buffer, final: boolean): Generator<NdjsonChunk> {
-      let text: string | undefined;
-      try {
-        text = strictUtf8.decode(data);
-      } catch {
-        text = undefined;
-      }
-      // Line by line only when the chunk holds bad UTF-8 (to name the line).
-      const lines = text !== undefined ? text.split('\n') : splitBytesToLines(data);
-      const count = final && !(data.length > 0 && data[data.length - 1] === 0x0a) ? lines.length : lines.length - 1;
-      for (let i = 0; i < count; i++) {
-        const raw = lines[i]!;
-        const lineText = typeof raw === 'string' ? raw : decodeLine(raw);
-        if (lineText === undefined) {
-          badLine('invalid UTF-8 byte sequence');
-        } else if (lineText.length > MAX_LINE_BYTES) {
-          badLine(`line longer than ${MAX_LINE_BYTES} bytes`);
-        } else {
-          const trimmed = lineText.trim();
-          if (trimmed !== '') {
-            try {
-              items.push(JSON.parse(trimmed));
-              itemIndex++;
-            } catch (error) {
-              badLine(ENTRY_MESSAGES.badJson((error as Error).message));
-            }
-            if (items.length >= maxItems) {
-              yield { items, firstItem };
-              items = [];
-              firstItem = itemIndex;
-            }
+export class NdjsonSplitter {
+  private carry: Buffer = Buffer.alloc(0);
+  private started = false;
+  private line = 1;
+  private itemIndex = 0;
+  private items: unknown[] = [];
+  private firstItem = 0;
+  private skippingLongLine = false;
+
+  constructor(
+    private readonly origin: string,
+    private readonly maxItems: number,
+    private readonly problems: ProblemSink,
+  ) {}
+
+  /** Takes the next bytes; returns the chunks that became complete. */
+  push(input: Buffer): NdjsonChunk[] {
+    const out: NdjsonChunk[] = [];
+    let data = input;
+    if (!this.started && data.length > 0) {
+      this.started = true;
+      if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) data = data.subarray(3);
+    }
+    if (this.skippingLongLine) {
+      const nl = data.indexOf(0x0a);
+      if (nl === -1) return out;
+      data = data.subarray(nl + 1);
+      this.skippingLongLine = false;
+      this.line++;
+    }
+    const joined = this.carry.length > 0 ? Buffer.concat([this.carry, data]) : data;
+    const lastNl = joined.lastIndexOf(0x0a);
+    if (lastNl === -1) {
+      this.carry = Buffer.from(joined);
+    } else {
+      this.takeLines(joined.subarray(0, lastNl + 1), false, out);
+      this.carry = Buffer.from(joined.subarray(lastNl + 1));
+    }
+    if (this.carry.length > MAX_LINE_BYTES) {
+      this.badLine(`line longer than ${MAX_LINE_BYTES} bytes`);
+      this.carry = Buffer.alloc(0);
+      this.skippingLongLine = true;
+    }
+    return out;
+  }
+
+  /** The end of the input: the last line (without a newline) and the last, partial chunk. */
+  finish(): NdjsonChunk[] {
+    const out: NdjsonChunk[] = [];
+    if (this.carry.length > 0 && !this.skippingLongLine) this.takeLines(this.carry, true, out);
+    this.carry = Buffer.alloc(0);
+    if (this.items.length > 0) out.push({ items: this.items, firstItem: this.firstItem });
+    this.items = [];
+    return out;
+  }
+
+  private badLine(message: string): void {
+    this.problems.badLines++;
+    this.problems.add({ path: `${this.origin}:line ${this.line}`, message });
+  }
+
+  private takeLines(data: Buffer, final: boolean, out: NdjsonChunk[]): void {
+    let text: string | undefined;
+    try {
+      text = strictUtf8.decode(data);
+    } catch {
+      text = undefined;
+    }
+    // Line by line only when the chunk holds bad UTF-8 (to name the line).
+    const lines = text !== undefined ? text.split('\n') : splitBytesToLines(data);
+    const count = final && !(data.length > 0 && data[data.length - 1] === 0x0a) ? lines.length : lines.length - 1;
+    for (let i = 0; i < count; i++) {
+      const raw = lines[i]!;
+      const lineText = typeof raw === 'string' ? raw : decodeLine(raw);
+      if (lineText === undefined) {
+        this.badLine('invalid UTF-8 byte sequence');
+      } else if (lineText.length > MAX_LINE_BYTES) {
+        this.badLine(`line longer than ${MAX_LINE_BYTES} bytes`);
+      } else {
+        const trimmed = lineText.trim();
+        if (trimmed !== '') {
+          try {
+            this.items.push(JSON.parse(trimmed));
+            this.itemIndex++;
+          } catch (error) {
+            this.badLine(ENTRY_MESSAGES.badJson((error as Error).message));
+          }
+          if (this.items.length >= this.maxItems) {
+            out.push({ items: this.items, firstItem: this.firstItem });
+            this.items = [];
+            this.firstItem = this.itemIndex;
           }
         }
-        line++;
       }
-    };
-    for (;;) {
-      const want = Math.min(READ_BYTES, byteLimit - position);
-      const n = want > 0 ? fs.readSync(fd, buf, 0, want, position) : 0;
-      if (n === 0) break;
-      let data = Buffer.from(buf.subarray(0, n));
-      if (position === 0 && data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) data = data.subarray(3);
-      position += n;
-      if (skippingLongLine) {
-        const nl = data.indexOf(0x0a);
-        if (nl === -1) continue;
-        data = data.subarray(nl + 1);
-        skippingLongLine = false;
-        line++;
-      }
-      const joined = carry.length > 0 ? Buffer.concat([carry, data]) : data;
-      const lastNl = joined.lastIndexOf(0x0a);
-      if (lastNl === -1) {
-        carry = joined;
-      } else {
-        yield* takeLines(joined.subarray(0, lastNl + 1), false);
-        carry = Buffer.from(joined.subarray(lastNl + 1));
-      }
-      if (carry.length > MAX_LINE_BYTES) {
-        badLine(`line longer than ${MAX_LINE_BYTES} bytes`);
-        carry = Buffer.alloc(0);
-        skippingLongLine = true;
-      }
+      this.line++;
     }
-    if (carry.length > 0 && !skippingLongLine) yield* takeLines(carry, true);
-    if (items.length > 0) yield { items, firstItem };
-  } finally {
-    fs.closeSync(fd);
   }
+}
+
+/**
+ * Reads the first `byteLimit` bytes of the open file `fd` as NDJSON (see {@link NdjsonSplitter})
+ * and yields its entries parsed (not validated) in chunks of up to `maxItems`. Memory: one read
+ * buffer plus the splitter's. The descriptor stays open (the caller reads it twice).
+ *
+ * @throws Node's errno errors when the file cannot be read
+ */
+export function* readNdjsonChunks(fd: number, origin: string, byteLimit: number, maxItems: number, problems: ProblemSink): Generator<NdjsonChunk> {
+  const splitter = new NdjsonSplitter(origin, maxItems, problems);
+  const buf = Buffer.allocUnsafe(READ_BYTES);
+  for (let position = 0; ; ) {
+    const want = Math.min(READ_BYTES, byteLimit - position);
+    const n = want > 0 ? fs.readSync(fd, buf, 0, want, position) : 0;
+    if (n === 0) break;
+    position += n;
+    yield* splitter.push(buf.subarray(0, n));
+  }
+  yield* splitter.finish();
 }
 
 /** Splits bytes at `\n` (never inside a UTF-8 sequence), keeping an empty last part like String.split. */

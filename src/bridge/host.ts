@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { HandlerContext } from '../core/context.js';
+import type { HandlerContext, StdinSink } from '../core/context.js';
 import { FlowForgeError, UsageError, type ErrorDetail } from '../core/errors.js';
 import { createNodeFsPort } from '../core/fs-port.js';
 import type { AnyHandler, OptionSpec } from '../core/handler.js';
@@ -181,10 +181,6 @@ export async function runHost(argv: string[], io: HostIo, registry?: Registry): 
   }
 }
 
-function writeAllSync(fd: number, data: Buffer): void {
-  let offset = 0;
-  while (offset < data.length) offset += fs.writeSync(fd, data, offset, data.length - offset);
-}
 
 /** At most this many problems are printed; the last detail then says how many were left out. */
 export const MAX_DETAILS = 1000;
@@ -305,31 +301,27 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
       return client;
     },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    async readStdin(limitBytes, spillFile) {
+    async readStdin(limitBytes, overflow) {
       let chunks: Buffer[] = [];
       let total = 0;
-      let fd: number | undefined;
-      let spilled: string | undefined;
-      try {
-        for await (const chunk of io.stdin) {
-          const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-          total += buf.length;
-          if (fd !== undefined) {
-            writeAllSync(fd, buf);
-            continue;
-          }
-          chunks.push(buf);
-          if (total <= limitBytes) continue;
-          if (spillFile === undefined) return undefined; // the rest is never read: memory stays bounded
-          spilled = spillFile();
-          fd = fs.openSync(spilled, 'wx', 0o600);
-          for (const held of chunks) writeAllSync(fd, held);
-          chunks = [];
+      let sink: StdinSink | undefined;
+      for await (const chunk of io.stdin) {
+        const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+        total += buf.length;
+        if (sink) {
+          await sink.write(buf);
+          continue;
         }
-      } finally {
-        if (fd !== undefined) fs.closeSync(fd);
+        chunks.push(buf);
+        if (total <= limitBytes) continue;
+        if (overflow === undefined) return undefined; // the rest is never read: memory stays bounded
+        sink = overflow();
+        for (const held of chunks) await sink.write(held);
+        chunks = [];
       }
-      return spilled !== undefined ? { spilled, bytes: total } : Buffer.concat(chunks);
+      if (!sink) return Buffer.concat(chunks);
+      await sink.end();
+      return { overflowed: total };
     },
   };
 }

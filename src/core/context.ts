@@ -8,11 +8,10 @@ import type { FsPort } from './fs-port.js';
 import type { GitClient } from './git.js';
 import type { Logger } from './logger.js';
 
-/** Standard input copied to a scratch file because it was too long to hold in memory. */
-export interface StdinSpill {
-  spilled: string;
-  /** Total bytes read from stdin. */
-  bytes: number;
+/** Where standard input goes once it is too long to hold in memory (see HandlerContext.readStdin). */
+export interface StdinSink {
+  write(chunk: Buffer): void | Promise<void>;
+  end(): void | Promise<void>;
 }
 
 export interface HandlerContext {
@@ -41,11 +40,10 @@ export interface HandlerContext {
   sleep(ms: number): Promise<void>;
   /**
    * Reads standard input (for `--input=-`). Within `limitBytes` it returns the bytes. Longer
-   * input: without `spillFile`, undefined (reading stopped there and what was read is dropped);
-   * with `spillFile` (called only then, it prepares and returns the path), everything — what
-   * was read and the rest — is written to that new file (0600, created exclusively, not
-   * fsynced: a scratch copy) and `{spilled: file, bytes}` is returned. Memory stays bounded by
-   * `limitBytes` either way. Write errors are Node's errno errors.
+   * input: without `overflow`, undefined (reading stopped there and what was read is dropped);
+   * with `overflow` (called once, then), every byte — what was held and the rest — is passed to
+   * the sink it returns, in order (each `write` awaited), then `end()`, and `{overflowed: bytes}`
+   * is returned. Memory stays bounded by `limitBytes` either way. Errors of the sink propagate.
    */
-  readStdin(limitBytes: number, spillFile?: () => string): Promise<Buffer | StdinSpill | undefined>;
+  readStdin(limitBytes: number, overflow?: () => StdinSink): Promise<Buffer | { overflowed: number } | undefined>;
 }

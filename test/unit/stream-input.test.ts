@@ -94,24 +94,94 @@ test.serial('a large JSON array is not streamed: refused with advice to send NDJ
   t.regex(error!.message, /is a JSON array larger than 67108864 bytes \(64 MiB\): send it as NDJSON/);
 });
 
-test.serial('stdin larger than the limit is spilled to a scratch file in cache/, streamed, and the copy removed', async (t) => {
+test.serial('stdin larger than the limit is validated while read; only validated, redacted entries reach the scratch file, removed afterwards', async (t) => {
   const s = withTempStore(t, { batchSize: 10 });
   const now = s.clock.now() - 1000;
-  const items = Array.from({ length: 25 }, (_, i) => rawEntry(i, now));
-  let spillSeen: string | undefined;
-  s.ctx.readStdin = async (limit, spillFile) => {
+  const items = Array.from({ length: 25 }, (_, i) => rawEntry(i, now, { password: `hunter${i}` }));
+  // A scratch file a killed process left: pid 4194303 is not running (above this kernel's pid_max of 32768).
+  fs.mkdirSync(path.join(s.dataRoot, 'cache'), { recursive: true });
+  fs.writeFileSync(path.join(s.dataRoot, 'cache', 'stdin-4194303-0badc0de.ndjson'), '{}\n');
+  let scratch: string[] = [];
+  let scratchText = '';
+  s.ctx.readStdin = async (limit, overflow) => {
     const bytes = Buffer.from(ndjson(items));
     t.true(bytes.length > limit);
-    spillSeen = spillFile!();
-    fs.writeFileSync(spillSeen, bytes, { mode: 0o600 });
-    return { spilled: spillSeen, bytes: bytes.length };
+    const sink = overflow!();
+    // In pieces that cut lines and multi-byte characters anywhere.
+    for (let i = 0; i < bytes.length; i += 37) await sink.write(bytes.subarray(i, i + 37));
+    scratch = fs.readdirSync(path.join(s.dataRoot, 'cache'));
+    scratchText = scratch.map((f) => fs.readFileSync(path.join(s.dataRoot, 'cache', f), 'utf8')).join('');
+    await sink.end();
+    return { overflowed: bytes.length };
   };
   const r = await aggregate.run({ entry: [], source: [], input: '-' }, s.ctx);
   t.is(r.accepted, 25);
-  t.regex(path.relative(s.dataRoot, spillSeen!), /^cache\/stdin-\d+-[0-9a-f]{8}\.ndjson$/);
-  t.false(fs.existsSync(spillSeen!));
+  t.is(scratch.length, 1);
+  t.regex(scratch[0]!, /^stdin-\d+-[0-9a-f]{8}\.ndjson$/);
+  t.false(scratchText.includes('hunter'), 'raw secrets never reach the scratch file');
+  t.deepEqual(fs.readdirSync(path.join(s.dataRoot, 'cache')), []);
   t.is(s.batches().reduce((n, b) => n + b.entryCount, 0), 20);
   t.is(r.pending, 5);
+});
+
+test.serial('an invalid entry in a long stdin: exit 2 naming it, nothing stored, no scratch file left', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now() - 1000;
+  const items: unknown[] = Array.from({ length: 25 }, (_, i) => rawEntry(i, now));
+  items[17] = { ...rawEntry(17, now), timestamp: 'soon' };
+  s.ctx.readStdin = async (_limit, overflow) => {
+    const sink = overflow!();
+    await sink.write(Buffer.from(ndjson(items)));
+    await sink.end();
+    return { overflowed: 1 };
+  };
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: '-' }, s.ctx), { instanceOf: InputError });
+  t.deepEqual(error!.details.map((d) => d.path), ['[17].timestamp']);
+  t.deepEqual(s.batches(), []);
+  t.is(journalLines(s.dataRoot), 0);
+  t.deepEqual(fs.readdirSync(path.join(s.dataRoot, 'cache')), []);
+});
+
+test.serial('a rate limit is checked for a whole streamed input before any of it is stored', async (t) => {
+  const s = withTempStore(t, { batchSize: 10, rateLimit: { entriesPerMinute: 20 } });
+  const now = s.clock.now() - 1000;
+  // rawEntry spreads entries over 3 users: 30 entries = 10 each (fits); 70 = 24/23/23 (does not).
+  const fits = path.join(s.dataRoot, '..', 'fits.ndjson');
+  fs.writeFileSync(fits, ndjson(Array.from({ length: 30 }, (_, i) => rawEntry(i, now))));
+  t.is((await aggregate.run({ entry: [], source: [], input: fits }, s.ctx)).accepted, 30);
+  const over = path.join(s.dataRoot, '..', 'over.ndjson');
+  fs.writeFileSync(over, ndjson(Array.from({ length: 70 }, (_, i) => rawEntry(100 + i, now))));
+  const before = { batches: s.batches().length, journal: journalLines(s.dataRoot) };
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: over }, s.ctx));
+  t.is((error as { code?: string }).code, 'E_RATE_LIMIT');
+  t.deepEqual({ batches: s.batches().length, journal: journalLines(s.dataRoot) }, before);
+});
+
+test.serial('a file replaced after it was opened (sed -i): the opened file is stored whole, then exit 1 says it changed', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const now = s.clock.now() - 1000;
+  const file = path.join(s.dataRoot, '..', 'replaced.ndjson');
+  fs.writeFileSync(file, ndjson(Array.from({ length: 20 }, (_, i) => rawEntry(i, now))));
+  // Replace the file (a new inode, like sed -i) when the store lock is first taken: after pass 1.
+  const port = { ...s.ctx.fs };
+  const mkdirp = port.mkdirp;
+  let replaced = false;
+  port.mkdirp = (dir) => {
+    if (!replaced) {
+      replaced = true;
+      const tmp = `${file}.new`;
+      fs.writeFileSync(tmp, ndjson(Array.from({ length: 20 }, (_, i) => rawEntry(i, now, { who: 'someone else' }))));
+      fs.renameSync(tmp, file);
+    }
+    return mkdirp(dir);
+  };
+  s.setFs(port);
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: IoError });
+  t.regex(error!.message, /changed while it was being stored: 20 entries were stored before the change and are safe/);
+  // What was stored is what pass 1 validated: the file as it was opened, never the replacement.
+  const stored = s.batches().flatMap((b) => b.entries as Array<{ metadata?: { who?: string } }>);
+  t.is(stored.length, 20);
+  t.false(stored.some((e) => e.metadata?.who !== undefined));
 });
 
 test.serial('an input changed between the two readings stops with exit 1; what was stored stays, once', async (t) => {
@@ -134,16 +204,18 @@ test.serial('an input changed between the two readings stops with exit 1; what w
   s.setFs(port);
   const extra = rawEntry(100, now);
   const error = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(extra)], source: [], input: file }, s.ctx), { instanceOf: IoError });
-  t.regex(error!.message, /changed while it was being stored: 8 entries were stored before the change and are safe/);
+  // The change is seen when pass 2 reads the block holding it: only the --entry was stored.
+  t.regex(error!.message, /changed while it was being stored: 1 entries were stored before the change and are safe/);
   const again = await aggregate.run({ entry: [JSON.stringify([extra, ...items.slice(0, 7)])], source: [] }, s.ctx);
-  t.is(again.duplicates, 8);
-  t.is(again.accepted, 0);
+  t.is(again.duplicates, 1);
+  t.is(again.accepted, 7);
 });
 
-test('the host spills stdin over the limit to the given file and returns its size', async (t) => {
+test('the host hands stdin over the limit, held bytes first, to the overflow sink', async (t) => {
   const dir = tempDir(t);
-  const spill = path.join(dir, 'spill.ndjson');
   let seen: unknown;
+  const received: Buffer[] = [];
+  let ended = false;
   const probe: HandlerDefinition = {
     name: 'probe',
     summary: 'reads stdin',
@@ -152,7 +224,7 @@ test('the host spills stdin over the limit to the given file and returns its siz
     input: v.object({}),
     needsStore: false,
     run: async (_input, ctx) => {
-      seen = await ctx.readStdin(10, () => spill);
+      seen = await ctx.readStdin(10, () => ({ write: (b) => void received.push(Buffer.from(b)), end: () => void (ended = true) }));
       return {};
     },
   };
@@ -160,7 +232,7 @@ test('the host spills stdin over the limit to the given file and returns its siz
   registry.register({ name: 'demo', handlers: { probe: { summary: 'reads stdin', load: async () => probe } }, hooks: [] });
   const io = { stdout: { write: () => true }, stderr: { write: () => true }, stdin: Readable.from([Buffer.from('0123456789'), Buffer.from('abcdef'), Buffer.from('XYZ')]), env: {}, cwd: dir };
   t.is(await runHost(['probe'], io, registry), 0);
-  t.deepEqual(seen, { spilled: spill, bytes: 19 });
-  t.is(fs.readFileSync(spill, 'utf8'), '0123456789abcdefXYZ');
-  t.is(fs.statSync(spill).mode & 0o777, 0o600);
+  t.deepEqual(seen, { overflowed: 19 });
+  t.is(Buffer.concat(received).toString(), '0123456789abcdefXYZ');
+  t.true(ended);
 });

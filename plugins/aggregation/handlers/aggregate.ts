@@ -17,6 +17,7 @@ import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
 import type { RawSourceEntry } from '../sources/git-commit.js';
 import type { Entry, FlushedBatch } from '../types.js';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 
 export const SOURCES = ['sessions', 'git-commit', 'git-checkout', 'git-log'] as const;
 
@@ -77,23 +78,33 @@ export interface SkippedEntry {
   reason: string;
 }
 
+/** Validates raw entries (privacy, redaction, ids): throws InputError listing every problem. */
+type Prepare = (raw: unknown[]) => Entry[];
+
 /**
- * An `--input` too large to hold in memory, streamed instead (see stream-input.ts): `file` is
- * the input file or the scratch copy of stdin (`spool: true`, removed after the call), of which
- * the first `bytes` bytes are read.
+ * An `--input` too large to hold in memory, streamed instead (see stream-input.ts), read through
+ * the open descriptor `fd` (its first `bytes` bytes) so that both passes read the same file:
+ * - a user's file (`spool: false`): pass 1 happens in storeStreamed; `identity` is what it was
+ *   when opened, to notice a change before anything is stored;
+ * - standard input (`spool: true`): pass 1 already happened while stdin was read, and `file` is
+ *   the scratch file of its VALIDATED entries (redacted, pseudonymized: never the raw input),
+ *   removed when the call ends; `perUser` counts them per userId.
  */
 interface StreamedInput {
-  file: string;
   origin: string;
+  file: string;
+  fd: number;
   bytes: number;
   spool: boolean;
+  identity?: { ino: number; size: number; mtimeMs: number };
+  perUser?: Map<string, number>;
 }
 
 /**
  * Collects raw (unvalidated) entries from every source of the call, in argument order. A large
- * NDJSON `--input` is not read here: it is returned as `streamed`.
+ * NDJSON `--input` is not read here: it is returned as `streamed` (close it with closeStreamed).
  */
-async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[]): Promise<{ raw: unknown[]; streamed?: StreamedInput }> {
+async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[], prepare: Prepare): Promise<{ raw: unknown[]; streamed?: StreamedInput }> {
   let raw: unknown[] = [];
   let streamed: StreamedInput | undefined;
   // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
@@ -106,36 +117,28 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
   if (input.input !== undefined) {
     const origin = `--input=${input.input}`;
     // Loaded only with --input, so the hook path never pays for it.
-    const { looksLikeJsonArray, streamTuning } = await import('../stream-input.js');
-    const got = input.input === '-' ? await readStdinOrSpool(ctx, streamTuning.afterBytes) : readInputFile(ctx, input.input, streamTuning.afterBytes);
+    const { streamTuning } = await import('../stream-input.js');
+    const got = input.input === '-' ? await readStdinStreaming(ctx, origin, streamTuning.afterBytes, prepare) : await openInputFile(ctx, input.input, origin, streamTuning.afterBytes);
     if (Buffer.isBuffer(got)) add(parseEntryText(decodeUtf8(got, origin), origin));
-    else {
-      streamed = { ...got, origin };
-      if (looksLikeJsonArray(got.file)) {
-        if (got.bytes <= MAX_INPUT_BYTES) {
-          // A JSON array from stdin that fits the whole-read limit: read it from the copy.
-          streamed = undefined;
-          try {
-            add(parseEntryText(decodeUtf8(ctx.fs.readFile(got.file), origin), origin));
-          } finally {
-            if (got.spool) removeQuietly(ctx, got.file);
-          }
-        } else {
-          if (got.spool) removeQuietly(ctx, got.file);
-          throw new InputError(`${origin} is a JSON array larger than ${MAX_INPUT_BYTES} bytes (64 MiB): send it as NDJSON (one entry per line), which is streamed whatever its size: nothing was accepted`, {
-          details: [{ path: origin, message: `JSON array of more than ${MAX_INPUT_BYTES} bytes` }],
-        });
-        }
-      }
-    }
+    else streamed = got;
   }
   try {
     await collectSources(input, ctx, skipped, add);
   } catch (error) {
-    if (streamed?.spool) removeQuietly(ctx, streamed.file);
+    if (streamed) closeStreamed(ctx, streamed);
     throw error;
   }
   return { raw, streamed };
+}
+
+/** Closes a streamed input's descriptor and removes the scratch file of stdin. */
+function closeStreamed(ctx: HandlerContext, streamed: StreamedInput): void {
+  try {
+    fs.closeSync(streamed.fd);
+  } catch {
+    /* already closed */
+  }
+  if (streamed.spool) removeQuietly(ctx, streamed.file);
 }
 
 async function collectSources(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[], add: (items: unknown[]) => void): Promise<void> {
@@ -174,26 +177,120 @@ function removeQuietly(ctx: HandlerContext, file: string): void {
 }
 
 /**
- * Standard input: the bytes when they fit in STREAM_AFTER_BYTES (32 MiB; a JSON array or NDJSON), else a
- * scratch copy `<data root>/cache/stdin-<pid>-<hex>.ndjson` to stream from.
+ * Standard input: the bytes when they fit in `afterBytes` (STREAM_AFTER_BYTES, 32 MiB; a JSON
+ * array or NDJSON). Longer NDJSON is validated while it is read (pass 1) and only its validated
+ * entries — redacted and pseudonymized — are written to a scratch file
+ * `<data root>/cache/stdin-<pid>-<hex>.ndjson` (0600) for pass 2: the raw input never reaches the
+ * disk. A longer JSON array is held in memory up to MAX_INPUT_BYTES (64 MiB), then refused.
+ *
+ * @throws InputError (exit 2) listing up to 1,000 problems; nothing is stored and the scratch
+ *   file is removed
  */
-async function readStdinOrSpool(ctx: HandlerContext, afterBytes: number): Promise<Buffer | Omit<StreamedInput, 'origin'>> {
+async function readStdinStreaming(ctx: HandlerContext, origin: string, afterBytes: number, prepare: Prepare): Promise<Buffer | StreamedInput> {
   const { assertOwnDataRoot } = await import('../aggregator.js');
+  const { NdjsonSplitter, ProblemSink, streamTuning } = await import('../stream-input.js');
   assertOwnDataRoot(ctx);
   const cache = storeLayout(ctx.dataRoot).cache;
-  const spill = path.join(cache, `stdin-${process.pid}-${randomBytes(4).toString('hex')}.ndjson`);
+  removeDeadSpools(ctx, cache);
+  const spool = path.join(cache, `stdin-${process.pid}-${randomBytes(4).toString('hex')}.ndjson`);
+  const problems = new ProblemSink();
+  const perUser = new Map<string, number>();
+  let mode: 'unknown' | 'ndjson' | 'array' = 'unknown';
+  let arrayParts: Buffer[] = [];
+  let arrayBytes = 0;
+  let fd: number | undefined;
+  let spooledBytes = 0;
+  const splitter = new NdjsonSplitter(origin, streamTuning.chunkEntries, problems);
+  const take = (chunks: Array<{ items: unknown[]; firstItem: number }>) => {
+    for (const chunk of chunks) {
+      const entries = validateChunk(prepare, chunk, problems);
+      if (!entries || problems.total > 0) continue; // keep reading to list every problem; store nothing
+      for (const e of entries) perUser.set(e.userId, (perUser.get(e.userId) ?? 0) + 1);
+      const text = Buffer.from(entries.map((e) => JSON.stringify(e)).join('\n') + '\n');
+      fs.writeSync(fd!, text);
+      spooledBytes += text.length;
+    }
+  };
   let got;
   try {
     got = await ctx.readStdin(afterBytes, () => {
       ctx.fs.mkdirp(cache);
-      return spill;
+      fd = fs.openSync(spool, 'wx+', 0o600);
+      return {
+        write(chunk: Buffer) {
+          if (mode === 'unknown') {
+            const text = chunk.toString('utf8').replace(/^\uFEFF/, '').trimStart();
+            if (text !== '') mode = text.startsWith('[') ? 'array' : 'ndjson';
+          }
+          if (mode === 'array' || mode === 'unknown') {
+            arrayBytes += chunk.length;
+            if (arrayBytes <= MAX_INPUT_BYTES) arrayParts.push(Buffer.from(chunk));
+            else arrayParts = [];
+            return;
+          }
+          take(splitter.push(chunk));
+        },
+        end() {
+          if (mode === 'ndjson') take(splitter.finish());
+        },
+      };
     });
   } catch (error) {
-    removeQuietly(ctx, spill);
+    if (fd !== undefined) closeStreamed(ctx, { origin, file: spool, fd, bytes: 0, spool: true });
     throw toIoError(error, ctx.dataRoot);
   }
-  if (got === undefined) throw new Error('unreachable: stdin spill file was given');
-  return Buffer.isBuffer(got) ? got : { file: got.spilled, bytes: got.bytes, spool: true };
+  if (got === undefined) throw new Error('unreachable: a stdin overflow sink was given');
+  if (Buffer.isBuffer(got)) return got;
+  const streamed: StreamedInput = { origin, file: spool, fd: fd!, bytes: spooledBytes, spool: true, perUser };
+  if ((mode as string) !== 'ndjson') {
+    closeStreamed(ctx, streamed);
+    if (arrayBytes <= MAX_INPUT_BYTES) return Buffer.concat(arrayParts);
+    throw new InputError(`${origin} is a JSON array larger than ${MAX_INPUT_BYTES} bytes (64 MiB): send it as NDJSON (one entry per line), which is streamed whatever its size: nothing was accepted`, {
+      details: [{ path: origin, message: `JSON array of more than ${MAX_INPUT_BYTES} bytes` }],
+    });
+  }
+  const problem = problems.toError(origin);
+  if (problem) {
+    closeStreamed(ctx, streamed);
+    throw problem;
+  }
+  return streamed;
+}
+
+/**
+ * Removes scratch files of stdin left by killed `aggregate` processes (their pid no longer runs
+ * on this machine), so validated entries do not wait for `aggregate-cleanup` (7 days).
+ */
+function removeDeadSpools(ctx: HandlerContext, cache: string): void {
+  for (const name of ctx.fs.readdir(cache)) {
+    const pid = /^stdin-(\d+)-[0-9a-f]{8}\.ndjson$/.exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid) continue;
+    try {
+      process.kill(Number(pid), 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') removeQuietly(ctx, path.join(cache, name));
+    }
+  }
+}
+
+/**
+ * Validates one chunk; on InputError adds its problems to `problems` (paths shifted to the
+ * item's index in the whole input) and returns undefined.
+ */
+function validateChunk(prepare: Prepare, chunk: { items: unknown[]; firstItem: number }, problems: import('../stream-input.js').ProblemSink): Entry[] | undefined {
+  try {
+    return prepare(chunk.items);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    const invalid = new Set<string>();
+    for (const detail of error.details) {
+      const shifted = { ...detail, path: detail.path.replace(/^\[(\d+)\]/, (_, i: string) => `[${Number(i) + chunk.firstItem}]`) };
+      invalid.add(/^\[\d+\]/.exec(shifted.path)?.[0] ?? shifted.path);
+      problems.add(shifted);
+    }
+    problems.invalidEntries += invalid.size;
+    return undefined;
+  }
 }
 
 /**
@@ -230,18 +327,41 @@ export function decodeUtf8(bytes: Buffer, origin: string): string {
   }
 }
 
-/** The file's bytes, or the file to stream when it is larger than `afterBytes` (STREAM_AFTER_BYTES). */
-function readInputFile(ctx: HandlerContext, file: string, afterBytes: number): Buffer | Omit<StreamedInput, 'origin'> {
+/**
+ * The file's bytes; or, when it is larger than `afterBytes` (STREAM_AFTER_BYTES) and NDJSON, the
+ * file opened for streaming. A JSON array larger than MAX_INPUT_BYTES is refused (exit 2).
+ */
+async function openInputFile(ctx: HandlerContext, file: string, origin: string, afterBytes: number): Promise<Buffer | StreamedInput> {
   const full = path.resolve(ctx.cwd, file);
-  const size = ctx.fs.stat(full)?.size ?? 0;
-  if (size > afterBytes && ctx.fs.stat(full)?.isFile()) return { file: full, bytes: size, spool: false };
-  try {
-    return ctx.fs.readFile(full);
-  } catch (error) {
-    throw new UsageError(`Cannot read --input=${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+  const cannotRead = (error: unknown) =>
+    new UsageError(`Cannot read --input=${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
       cause: error,
       details: [{ path: '--input', message: (error as Error).message, value: file }],
     });
+  const st = ctx.fs.stat(full);
+  if (st && st.isFile() && st.size > afterBytes) {
+    let fd: number;
+    try {
+      fd = fs.openSync(full, 'r');
+    } catch (error) {
+      throw cannotRead(error);
+    }
+    const opened = fs.fstatSync(fd);
+    const { looksLikeJsonArray } = await import('../stream-input.js');
+    if (!looksLikeJsonArray(fd)) {
+      return { origin, file: full, fd, bytes: opened.size, spool: false, identity: { ino: opened.ino, size: opened.size, mtimeMs: opened.mtimeMs } };
+    }
+    fs.closeSync(fd);
+    if (opened.size > MAX_INPUT_BYTES) {
+      throw new InputError(`${origin} is a JSON array larger than ${MAX_INPUT_BYTES} bytes (64 MiB): send it as NDJSON (one entry per line), which is streamed whatever its size: nothing was accepted`, {
+        details: [{ path: origin, message: `JSON array of more than ${MAX_INPUT_BYTES} bytes` }],
+      });
+    }
+  }
+  try {
+    return ctx.fs.readFile(full);
+  } catch (error) {
+    throw cannotRead(error);
   }
 }
 
@@ -249,7 +369,7 @@ function readInputFile(ctx: HandlerContext, file: string, afterBytes: number): B
  * Stores validated entries: under the store lock (ingest, then the flush triggers), or — when
  * the store stays busy for INBOX_AFTER_MS — durably queued in the inbox (see inbox.ts).
  */
-async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: SkippedEntry[], index?: IdIndex): Promise<AggregateResult> {
+async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: SkippedEntry[], index?: IdIndex, rateLimit = true): Promise<AggregateResult> {
   // withStore may run this more than once (a lock lost mid-way): entries appended by an
   // earlier attempt are this call's, not duplicates.
   const acceptedIds = new Set<string>();
@@ -257,7 +377,10 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
     return await withStore(
       ctx,
       async (store) => {
-        const { accepted } = store.ingest(entries.filter((e) => !acceptedIds.has(e.entryId)));
+        const { accepted } = store.ingest(
+          entries.filter((e) => !acceptedIds.has(e.entryId)),
+          { rateLimit },
+        );
         for (const je of accepted) acceptedIds.add(je.entry.entryId);
         const outcome = await store.flush();
         const { pending, batchAgeMs } = store.pendingSummary();
@@ -286,53 +409,63 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
 
 /**
  * A streamed `--input` (stream-input.ts): pass 1 parses and validates every line and stores
- * nothing, so any problem is exit 2 with nothing accepted; pass 2 reads it again and stores it
- * in chunks of STREAM_CHUNK_ENTRIES, each chunk under its own hold of the store lock (other
- * calls interleave; duplicates across chunks are caught by id like any other). `entries` are
- * the call's other (already validated) entries, stored first.
+ * nothing, so any problem is exit 2 with nothing accepted (for stdin pass 1 already ran while it
+ * was read); the rate limit, if any, is then checked for the whole input at once; pass 2 reads
+ * the same descriptor again and stores it in chunks of STREAM_CHUNK_ENTRIES, each chunk under its
+ * own hold of the store lock (other calls interleave; duplicates across chunks are caught by id
+ * like any other). `entries` are the call's other (already validated) entries, stored first.
  *
  * @throws InputError (exit 2) listing up to 1,000 problems by line or `[index].field`
- * @throws IoError (exit 1) when the input changed between the passes; the chunks stored
- *   before are acknowledged-safe and a retry counts them as duplicates
+ * @throws RateLimitError (exit 2) when the whole input would exceed `rateLimit`; nothing stored
+ * @throws IoError (exit 1) when the file changed after it was opened: before pass 2 nothing was
+ *   stored; during pass 2 the chunks stored before are safe and a retry counts them as duplicates
  */
-async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entries: Entry[], skipped: SkippedEntry[], prepare: (raw: unknown[]) => Entry[]): Promise<AggregateResult> {
-  const { ProblemSink, readNdjsonChunks, offsetDetailPath, streamTuning } = await import('../stream-input.js');
+async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entries: Entry[], skipped: SkippedEntry[], prepare: Prepare): Promise<AggregateResult> {
+  const { ProblemSink, readNdjsonChunks, streamTuning } = await import('../stream-input.js');
   const chunkEntries = streamTuning.chunkEntries;
-  const readProblems = new ProblemSink();
-  for (const chunk of readNdjsonChunks(streamed.file, streamed.origin, streamed.bytes, chunkEntries, readProblems)) {
-    try {
-      prepare(chunk.items);
-    } catch (error) {
-      if (!(error instanceof InputError)) throw error;
-      const invalid = new Set<string>();
-      for (const detail of error.details) {
-        const shifted = offsetDetailPath(detail, chunk.firstItem);
-        invalid.add(/^\[\d+\]/.exec(shifted.path)?.[0] ?? shifted.path);
-        readProblems.add(shifted);
-      }
-      readProblems.invalidEntries += invalid.size;
+  const perUser = streamed.perUser ?? new Map<string, number>();
+  const changedError = (stored: number) =>
+    new IoError(
+      stored === 0
+        ? `${streamed.origin} changed while it was being read: nothing was stored; run the call again once the file is complete.`
+        : `${streamed.origin} changed while it was being stored: ${stored} entries were stored before the change and are safe (a retry counts them as duplicates); the rest was not accepted.`,
+      { details: [{ path: streamed.origin, message: 'content differs from the first reading' }] },
+    );
+  const assertUnchanged = (stored: number) => {
+    if (!streamed.identity) return;
+    const now = fs.fstatSync(streamed.fd);
+    const atPath = ctx.fs.stat(streamed.file);
+    const same = (st: { ino: number; size: number; mtimeMs: number } | undefined) => st !== undefined && st.ino === streamed.identity!.ino && st.size === streamed.identity!.size && st.mtimeMs === streamed.identity!.mtimeMs;
+    if (!same(now) || !same(atPath)) throw changedError(stored);
+  };
+  if (!streamed.spool) {
+    const readProblems = new ProblemSink();
+    for (const chunk of readNdjsonChunks(streamed.fd, streamed.origin, streamed.bytes, chunkEntries, readProblems)) {
+      const valid = validateChunk(prepare, chunk, readProblems);
+      if (valid) for (const e of valid) perUser.set(e.userId, (perUser.get(e.userId) ?? 0) + 1);
     }
+    const problem = readProblems.toError(streamed.origin);
+    if (problem) throw problem;
+    assertUnchanged(0);
   }
-  const problem = readProblems.toError(streamed.origin);
-  if (problem) throw problem;
-
+  // The rate limit is checked for the whole input before anything is stored (exit 2 = nothing).
+  if (ctx.config.rateLimit.entriesPerMinute > 0) await withStore(ctx, async (store) => store.reserveRateLimit(perUser));
   const index = openStoreIndex(ctx);
   const total = await storeEntries(ctx, entries, skipped, index);
   const queued: string[] = total.queued ? [total.queued] : [];
+  // Pass 2. A scratch file of stdin holds validated entries already: validate, never pseudonymize again.
+  const { validateEntries } = await import('../entry.js');
+  const again: Prepare = streamed.spool ? (raw) => validateEntries(raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys }) : prepare;
   const changed = new ProblemSink();
-  for (const chunk of readNdjsonChunks(streamed.file, streamed.origin, streamed.bytes, chunkEntries, changed)) {
-    let chunkEntries: Entry[] | undefined;
+  for (const chunk of readNdjsonChunks(streamed.fd, streamed.origin, streamed.bytes, chunkEntries, changed)) {
+    let valid: Entry[] | undefined;
     try {
-      chunkEntries = changed.total === 0 ? prepare(chunk.items) : undefined;
+      valid = changed.total === 0 ? again(chunk.items) : undefined;
     } catch {
-      chunkEntries = undefined;
+      valid = undefined;
     }
-    if (chunkEntries === undefined) {
-      throw new IoError(`${streamed.origin} changed while it was being stored: ${total.accepted} entries were stored before the change and are safe (a retry counts them as duplicates); the rest was not accepted.`, {
-        details: [{ path: streamed.origin, message: 'content differs from the first reading' }],
-      });
-    }
-    const part = await storeEntries(ctx, chunkEntries, [], index);
+    if (valid === undefined) throw changedError(total.accepted);
+    const part = await storeEntries(ctx, valid, [], index, false);
     total.accepted += part.accepted;
     total.duplicates += part.duplicates;
     total.flushed.push(...part.flushed);
@@ -341,7 +474,8 @@ async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entri
     total.batchAgeMs = part.batchAgeMs;
     if (part.queued) queued.push(part.queued);
   }
-  if (changed.total > 0) throw new IoError(`${streamed.origin} changed while it was being stored: ${total.accepted} entries were stored and are safe; the rest was not accepted.`);
+  if (changed.total > 0) throw changedError(total.accepted);
+  assertUnchanged(total.accepted);
   if (queued.length > 0) total.queued = queued.join(', ');
   return total;
 }
@@ -384,18 +518,18 @@ Examples:
       throw new UsageError('aggregate needs at least one source: --entry, --input or --source (see provider-bridge aggregate --help)');
     }
     const skipped: SkippedEntry[] = [];
-    const collected = await collectRaw(input, ctx, skipped);
+    const secret = ctx.config.privacy.anonymizeUsers ? await import('../privacy.js').then((p) => ({ p, key: p.loadOrCreateSecret(ctx) })) : undefined;
+    const prepare: Prepare = (raw) =>
+      validateEntries(secret ? secret.p.anonymizeRaw(raw, secret.key) : raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
+    const collected = await collectRaw(input, ctx, skipped, prepare);
     const { streamed } = collected;
     try {
-      const secret = ctx.config.privacy.anonymizeUsers ? await import('../privacy.js').then((p) => ({ p, key: p.loadOrCreateSecret(ctx) })) : undefined;
-      const prepare = (raw: unknown[]) =>
-        validateEntries(secret ? secret.p.anonymizeRaw(raw, secret.key) : raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys });
       if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
       const entries = prepare(collected.raw);
       if (!streamed) return await storeEntries(ctx, entries, skipped);
       return await storeStreamed(ctx, streamed, entries, skipped, prepare);
     } finally {
-      if (streamed?.spool) removeQuietly(ctx, streamed.file);
+      if (streamed) closeStreamed(ctx, streamed);
     }
   },
   formatText: (r) =>
