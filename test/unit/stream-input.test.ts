@@ -98,7 +98,7 @@ test.serial('stdin larger than the limit is validated while read; only validated
   const s = withTempStore(t, { batchSize: 10 });
   const now = s.clock.now() - 1000;
   const items = Array.from({ length: 25 }, (_, i) => rawEntry(i, now, { password: `hunter${i}` }));
-  // A scratch file a killed process left: pid 4194303 is not running (above this kernel's pid_max of 32768).
+  // A scratch file a killed process left: pid 4194303 is not running here (the highest pid Linux allows).
   fs.mkdirSync(path.join(s.dataRoot, 'cache'), { recursive: true });
   fs.writeFileSync(path.join(s.dataRoot, 'cache', 'stdin-4194303-0badc0de.ndjson'), '{}\n');
   let scratch: string[] = [];
