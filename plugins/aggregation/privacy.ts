@@ -10,6 +10,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
 import { assertOwnDataRoot } from './aggregator.js';
+import { normalizeKey } from './entry.js';
 
 export const SECRET_FILE = 'secret.key';
 
@@ -68,4 +69,41 @@ export function anonymizeRaw(raw: unknown[], secret: string): unknown[] {
     if (session && !PSEUDONYM_PATTERN.test(session[1]!)) out = { ...out, entryId: `session:${pseudonym(secret, session[1]!)}:${session[2]}` };
     return out;
   });
+}
+
+/** `aggregated/privacy.json`: the privacy settings entries were last stored under. */
+export const PRIVACY_SETTINGS_FILE = 'privacy.json';
+
+/**
+ * Compares the privacy settings of this call with those entries were last stored under
+ * (`<data root>/aggregated/privacy.json`) and records the current ones. Derived entry ids and
+ * session ids depend on them (a pseudonym instead of a name, a redacted value), so after a
+ * change the same activity imported again gets a new id and is stored a second time. Returns
+ * the warning to show when they changed, else undefined. Never throws: the check is advisory.
+ */
+export function checkPrivacySettings(ctx: HandlerContext): string | undefined {
+  const file = path.join(ctx.dataRoot, 'aggregated', PRIVACY_SETTINGS_FILE);
+  const current = { anonymizeUsers: ctx.config.privacy.anonymizeUsers, redactKeys: [...new Set(ctx.config.privacy.redactKeys.map(normalizeKey))].sort() };
+  const text = JSON.stringify(current);
+  try {
+    let before: typeof current | undefined;
+    try {
+      before = JSON.parse(ctx.fs.readFile(file).toString('utf8')) as typeof current;
+    } catch {
+      before = undefined;
+    }
+    if (before && JSON.stringify(before) === text) return undefined;
+    ctx.fs.mkdirp(path.dirname(file));
+    ctx.fs.writeFileDurable(file, text);
+    if (!before) return undefined;
+    const changes: string[] = [];
+    if (before.anonymizeUsers !== current.anonymizeUsers) changes.push(`privacy.anonymizeUsers ${before.anonymizeUsers} → ${current.anonymizeUsers}`);
+    if (JSON.stringify(before.redactKeys) !== JSON.stringify(current.redactKeys)) changes.push(`privacy.redactKeys [${before.redactKeys}] → [${current.redactKeys}]`);
+    const warning = `Privacy settings changed since entries were last stored (${changes.join('; ')}): derived entry ids depend on them, so activity imported again from now on (sessions, files) gets new ids and is stored a second time, and reports count it twice. Import only new activity, or restore the earlier settings for re-imports.`;
+    ctx.log.warn('privacy settings changed', { changes });
+    return warning;
+  } catch (error) {
+    ctx.log.warn('privacy settings could not be checked', { error: String(error) });
+    return undefined;
+  }
 }

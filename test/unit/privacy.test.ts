@@ -23,3 +23,18 @@ test('anonymizeRaw replaces userId and the user folder of a session entry id; ot
   t.deepEqual(anonymizeRaw([{ entryId: (out[0] as { entryId: string }).entryId }], secret), [{ entryId: (out[0] as { entryId: string }).entryId }]);
   t.regex(pseudonym(secret, 'alice'), /^u_[0-9a-f]{24}$/);
 });
+
+test('aggregate warns once when the privacy settings changed since entries were last stored', async (t) => {
+  const { aggregate } = await import('../../plugins/aggregation/handlers/aggregate.js');
+  const { withTempStore, rawEntry } = await import('../helpers/store.js');
+  const s = withTempStore(t);
+  const now = s.clock.now() - 1000;
+  const first = await aggregate.run({ entry: [JSON.stringify(rawEntry(1, now))], source: [] }, s.ctx);
+  t.is(first.warnings, undefined);
+  s.ctx.config = { ...s.ctx.config, privacy: { anonymizeUsers: true, redactKeys: [...s.ctx.config.privacy.redactKeys, 'code'] } };
+  const second = await aggregate.run({ entry: [JSON.stringify(rawEntry(2, now))], source: [] }, s.ctx);
+  t.is(second.warnings?.length, 1);
+  t.regex(second.warnings![0]!, /^Privacy settings changed since entries were last stored \(privacy\.anonymizeUsers false → true; privacy\.redactKeys \[.*\] → \[.*code.*\]\): derived entry ids depend on them/);
+  const third = await aggregate.run({ entry: [JSON.stringify(rawEntry(3, now))], source: [] }, s.ctx);
+  t.is(third.warnings, undefined);
+});

@@ -53,6 +53,8 @@ export interface AggregateResult {
   queued?: string;
   /** Git entries left out because their date is outside the accepted range (by entry id = sha). */
   skipped: SkippedEntry[];
+  /** Present when something needs the user's attention although the call succeeded (privacy settings changed). */
+  warnings?: string[];
 }
 
 /**
@@ -526,8 +528,11 @@ Examples:
     try {
       if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
       const entries = prepare(collected.raw);
-      if (!streamed) return await storeEntries(ctx, entries, skipped);
-      return await storeStreamed(ctx, streamed, entries, skipped, prepare);
+      const result = streamed ? await storeStreamed(ctx, streamed, entries, skipped, prepare) : await storeEntries(ctx, entries, skipped);
+      const { checkPrivacySettings } = await import('../privacy.js');
+      const warning = checkPrivacySettings(ctx);
+      if (warning) result.warnings = [warning];
+      return result;
     } finally {
       if (streamed) closeStreamed(ctx, streamed);
     }
@@ -538,5 +543,6 @@ Examples:
       : `accepted ${r.accepted}, duplicates ${r.duplicates}, pending ${r.pending} (oldest ${Math.round((r.batchAgeMs ?? 0) / 1000)} s)`) +
     r.flushed.map((f) => `\nflushed ${f.entryCount} entries (${f.trigger}) → ${f.file}`).join('') +
     r.skipped.map((k) => `\nskipped ${k.entryId}: ${k.reason}`).join('') +
-    r.failed.map((f) => `\nflush FAILED, ${f.entryCount} entries parked in ${f.file}: ${f.error}`).join(''),
+    r.failed.map((f) => `\nflush FAILED, ${f.entryCount} entries parked in ${f.file}: ${f.error}`).join('') +
+    (r.warnings ?? []).map((w) => `\nwarning: ${w}`).join(''),
 };
