@@ -1,20 +1,51 @@
 /**
  * `privacy.anonymizeUsers` (SPEC §9, issue 6 item 4): user ids are replaced by a keyed hash
  * before anything is validated, written or synced — `u_` + the first 24 hex digits of
- * HMAC-SHA-256(secret, userId). The secret is per data root: 32 random bytes, hex, in
- * `<data root>/secret.key` (0600), created once (exclusive create, so two first callers cannot
- * pick different secrets) and never printed. Entry ids derived later use the pseudonym, so the
- * clear id is not recoverable from them either.
+ * HMAC-SHA-256(secret, userId). The secret is the team's shared key when
+ * {@link PSEUDONYM_KEY_ENV} is set (64 hex digits, given out of band), otherwise per data root:
+ * 32 random bytes, hex, in `<data root>/secret.key` (0600), created once (exclusive create, so
+ * two first callers cannot pick different secrets). It is never printed or logged. Entry ids
+ * derived later use the pseudonym, so the clear id is not recoverable from them either.
+ *
+ * Pseudonyms of two clones match only under the same secret: without a shared key, a team
+ * report by user shows one pseudonym per clone for the same person.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { assertOwnDataRoot } from './aggregator.js';
 
 export const SECRET_FILE = 'secret.key';
+/** Environment variable holding a pseudonym key shared by the team; takes precedence over `secret.key`. */
+export const PSEUDONYM_KEY_ENV = 'FLOWFORGE_PSEUDONYM_KEY';
 
-/** The data root's secret, created on first use. Throws the port's error when it cannot be read or made. */
+/**
+ * The team's shared pseudonym key from {@link PSEUDONYM_KEY_ENV}, lower-cased (surrounding
+ * whitespace ignored), or undefined when the variable is not set. Throws ConfigError (exit 2)
+ * when it is set to anything but 64 hex digits — an empty value included, since a silent
+ * fallback to the per-clone key would split every user into one pseudonym per clone. The
+ * value is never part of the message.
+ */
+export function sharedPseudonymKey(env: NodeJS.ProcessEnv): string | undefined {
+  const value = env[PSEUDONYM_KEY_ENV];
+  if (value === undefined) return undefined;
+  const key = value.trim().toLowerCase();
+  if (/^[0-9a-f]{64}$/.test(key)) return key;
+  const message = 'must be 64 hex digits (32 bytes, e.g. from openssl rand -hex 32); its value is not shown';
+  throw new ConfigError(`${PSEUDONYM_KEY_ENV} is set but is not a pseudonym key: it ${message}. Fix or unset it.`, {
+    details: [{ path: PSEUDONYM_KEY_ENV, message }],
+  });
+}
+
+/**
+ * The pseudonym secret: {@link sharedPseudonymKey} when set, else the data root's `secret.key`,
+ * created on first use. Throws ConfigError for an invalid shared key, the port's error when the
+ * file cannot be read or made.
+ */
 export function loadOrCreateSecret(ctx: HandlerContext): string {
+  const shared = sharedPseudonymKey(ctx.env);
+  if (shared !== undefined) return shared;
   assertOwnDataRoot(ctx);
   const file = path.join(ctx.dataRoot, SECRET_FILE);
   for (let attempt = 0; attempt < 50; attempt++) {

@@ -1,5 +1,12 @@
 import test from 'ava';
-import { anonymizeRaw, pseudonym } from '../../plugins/aggregation/privacy.js';
+import { createHmac } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from '../../src/core/errors.js';
+import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
+import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
+import { anonymizeRaw, loadOrCreateSecret, pseudonym, SECRET_FILE } from '../../plugins/aggregation/privacy.js';
+import { withTempStore } from '../helpers/store.js';
 
 const secret = 'a'.repeat(64);
 
@@ -22,4 +29,58 @@ test('anonymizeRaw replaces userId and the user folder of a session entry id; ot
   // Applying it twice changes nothing more (an id already pseudonymized is kept).
   t.deepEqual(anonymizeRaw([{ entryId: (out[0] as { entryId: string }).entryId }], secret), [{ entryId: (out[0] as { entryId: string }).entryId }]);
   t.regex(pseudonym(secret, 'alice'), /^u_[0-9a-f]{24}$/);
+});
+
+/** Stores one entry without entryId for alice@example.com in the data root of `s` and returns the batch's entries. */
+async function storeAlice(s: ReturnType<typeof withTempStore>): Promise<Array<{ entryId: string; userId: string }>> {
+  const entry = { userId: 'alice@example.com', action: 'review', timestamp: s.clock.now() - 60_000, metadata: { duration: 1_800_000 } };
+  await aggregate.run({ entry: [JSON.stringify(entry)], source: [] }, s.ctx);
+  await aggregateForce.run({}, s.ctx);
+  return s.batches().flatMap((b) => b.entries) as Array<{ entryId: string; userId: string }>;
+}
+
+test('FLOWFORGE_PSEUDONYM_KEY: two data roots with the same key store the same pseudonym and derived id; no secret.key is made', async (t) => {
+  const key = '0123456789abcdef'.repeat(4);
+  const expected = 'u_' + createHmac('sha256', key).update('alice@example.com').digest('hex').slice(0, 24);
+  const [one, two] = [withTempStore(t, { privacy: { anonymizeUsers: true } }), withTempStore(t, { privacy: { anonymizeUsers: true } })];
+  one.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: key };
+  // Upper case and a trailing newline (a key read from a file) name the same key.
+  two.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: `${key.toUpperCase()}\n` };
+  const [a, b] = [await storeAlice(one), await storeAlice(two)];
+  t.is(a.length, 1);
+  t.is(a[0]!.userId, expected);
+  t.deepEqual(b, a, 'same pseudonym, same derived entry id: a team report counts the entry once');
+  t.regex(a[0]!.entryId, /^e_[0-9a-f]{32}$/);
+  t.false(fs.existsSync(path.join(one.dataRoot, SECRET_FILE)));
+  t.false(fs.existsSync(path.join(two.dataRoot, SECRET_FILE)));
+  t.is(loadOrCreateSecret(one.ctx), key);
+});
+
+test('without FLOWFORGE_PSEUDONYM_KEY each data root has its own secret.key, so the same user gets one pseudonym per clone', async (t) => {
+  const [one, two] = [withTempStore(t, { privacy: { anonymizeUsers: true } }), withTempStore(t, { privacy: { anonymizeUsers: true } })];
+  const [a, b] = [await storeAlice(one), await storeAlice(two)];
+  t.is(a[0]!.userId, pseudonym(fs.readFileSync(path.join(one.dataRoot, SECRET_FILE), 'utf8').trim(), 'alice@example.com'));
+  t.is(b[0]!.userId, pseudonym(fs.readFileSync(path.join(two.dataRoot, SECRET_FILE), 'utf8').trim(), 'alice@example.com'));
+  t.not(a[0]!.userId, b[0]!.userId);
+});
+
+test('an invalid FLOWFORGE_PSEUDONYM_KEY is a config error (exit 2) naming the variable, never its value; nothing is stored', async (t) => {
+  for (const value of ['', 'abc123', 'g'.repeat(64), '0'.repeat(63), '0'.repeat(65)]) {
+    const s = withTempStore(t, { privacy: { anonymizeUsers: true } });
+    s.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: value };
+    const error = await t.throwsAsync(storeAlice(s), { instanceOf: ConfigError });
+    t.is(error!.exitCode, 2);
+    t.is(error!.code, 'E_CONFIG');
+    t.is(
+      error!.message,
+      'FLOWFORGE_PSEUDONYM_KEY is set but is not a pseudonym key: it must be 64 hex digits (32 bytes, e.g. from openssl rand -hex 32); its value is not shown. Fix or unset it.',
+    );
+    t.deepEqual(error!.details, [{ path: 'FLOWFORGE_PSEUDONYM_KEY', message: 'must be 64 hex digits (32 bytes, e.g. from openssl rand -hex 32); its value is not shown' }]);
+    t.deepEqual(s.batches(), []);
+    t.false(fs.existsSync(path.join(s.dataRoot, SECRET_FILE)), value);
+  }
+  // With anonymizeUsers off the key is not used, so it is not checked either.
+  const off = withTempStore(t);
+  off.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: 'abc123' };
+  t.is((await storeAlice(off))[0]!.userId, 'alice@example.com');
 });
