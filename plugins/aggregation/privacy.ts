@@ -15,6 +15,8 @@ import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { assertOwnDataRoot } from './aggregator.js';
+import { deriveEntryId } from './entry.js';
+import type { Entry } from './types.js';
 
 export const SECRET_FILE = 'secret.key';
 /** Environment variable holding a pseudonym key shared by the team; takes precedence over `secret.key`. */
@@ -99,4 +101,31 @@ export function anonymizeRaw(raw: unknown[], secret: string): unknown[] {
     if (session && !PSEUDONYM_PATTERN.test(session[1]!)) out = { ...out, entryId: `session:${pseudonym(secret, session[1]!)}:${session[2]}` };
     return out;
   });
+}
+
+/** A derived entry id as {@link deriveEntryId} makes it: `e_` + 32 hex. */
+export const DERIVED_ENTRY_ID = /^e_[0-9a-f]{32}$/;
+
+/**
+ * A stored entry recorded before `privacy.anonymizeUsers` was switched on, as it would have
+ * been stored with it on: a clear `userId` becomes its pseudonym; a derived entry id
+ * ({@link DERIVED_ENTRY_ID}) of such an entry is derived again over the pseudonymized fields —
+ * the old one is a hash of the clear user id, so hashing guessed e-mails would find it; a
+ * session id's user folder (`session:<folder>:…`) becomes the folder's pseudonym, as
+ * {@link anonymizeRaw} does on input. Other given ids (`commit:<sha>`, `checkout:…`, a caller's
+ * own) name no user and stay. An entry with nothing clear is returned as it is (the same
+ * object), so a caller can tell whether anything changed; pseudonyms are never hashed again.
+ */
+export function pseudonymizeStoredEntry(entry: Entry, secret: string): Entry {
+  const clearUser = !PSEUDONYM_PATTERN.test(entry.userId);
+  const session = SESSION_ID.exec(entry.entryId);
+  const clearFolder = session !== null && !PSEUDONYM_PATTERN.test(session[1]!);
+  if (!clearUser && !clearFolder) return entry;
+  const userId = clearUser ? pseudonym(secret, entry.userId) : entry.userId;
+  let entryId = entry.entryId;
+  if (clearFolder) entryId = `session:${pseudonym(secret, session[1]!)}:${session[2]}`;
+  else if (clearUser && DERIVED_ENTRY_ID.test(entryId)) entryId = deriveEntryId({ userId, action: entry.action, timestamp: entry.timestamp, metadata: entry.metadata });
+  const out: Entry = { entryId, userId, action: entry.action, timestamp: entry.timestamp };
+  if (entry.metadata !== undefined) out.metadata = entry.metadata;
+  return out;
 }

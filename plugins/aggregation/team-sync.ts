@@ -5,7 +5,8 @@
  *
  * The sync ref's commit tree is `batches/<batchId>.json`: the exact bytes of each local batch
  * file (batch files are immutable), except that with `privacy.anonymizeUsers` a batch written
- * before the switch, which still holds clear user ids, is published with pseudonyms instead.
+ * before the switch, which still holds clear user ids, is published with pseudonyms instead
+ * (user ids, entry ids derived from them, session ids' user folders).
  * Everything goes through git plumbing (git-hash-object(1), git-mktree(1), git-commit-tree(1),
  * git-update-ref(1), git-ls-tree(1), git-cat-file(1), git-fetch(1), git-push(1)): the user's
  * working tree, index, HEAD and branches are never touched, and paths inside the git directory
@@ -42,7 +43,7 @@ import { acquireLock } from '../../src/core/lock.js';
 import { makeBatch, parseBatchBytes, type BatchProblem } from './batch-store.js';
 import { validateEntries } from './entry.js';
 import { storeLayout, BATCH_ID_PATTERN, type StoreLayout } from './layout.js';
-import type { BatchFile } from './types.js';
+import type { BatchFile, Entry } from './types.js';
 
 /** Namespace of the published refs, one per clone: `refs/flowforge/aggregated/<clone id>`. */
 export const SYNC_REF_PREFIX = 'refs/flowforge/aggregated/';
@@ -240,13 +241,21 @@ interface PublishCandidate {
 }
 
 /**
- * The bytes to publish for one verified batch: the file's exact bytes, or — with
- * `anonymize` — a copy whose clear user ids are replaced by their pseudonyms (checksum
- * recomputed), when the batch was written before `privacy.anonymizeUsers` was switched on.
+ * The bytes to publish for one verified batch: the file's exact bytes, or — with `anonymize`
+ * (privacy.ts pseudonymizeStoredEntry under the pseudonym secret) — a copy in which every
+ * entry recorded before `privacy.anonymizeUsers` was switched on is pseudonymized: user id,
+ * the derived entry id computed from the clear user id, and a session id's user folder;
+ * checksum recomputed. A batch with nothing clear is published as it is.
  */
-function publishBytes(raw: Buffer, batch: BatchFile, anonymize: { secret: string; pseudonym(secret: string, userId: string): string; pattern: RegExp } | undefined): { data: Buffer; rewritten: boolean } {
-  if (!anonymize || batch.entries.every((e) => anonymize.pattern.test(e.userId))) return { data: raw, rewritten: false };
-  const entries = batch.entries.map((e) => (anonymize.pattern.test(e.userId) ? e : { ...e, userId: anonymize.pseudonym(anonymize.secret, e.userId) }));
+function publishBytes(raw: Buffer, batch: BatchFile, anonymize: ((entry: Entry) => Entry) | undefined): { data: Buffer; rewritten: boolean } {
+  if (!anonymize) return { data: raw, rewritten: false };
+  let changed = false;
+  const entries = batch.entries.map((e) => {
+    const out = anonymize(e);
+    if (out !== e) changed = true;
+    return out;
+  });
+  if (!changed) return { data: raw, rewritten: false };
   return { data: Buffer.from(JSON.stringify(makeBatch(batch.batchId, batch.timestamp, entries, batch.recovered))), rewritten: true };
 }
 
@@ -275,7 +284,8 @@ async function publishOwnRef(
   let anonymize: Parameters<typeof publishBytes>[2];
   if (ctx.config.privacy.anonymizeUsers) {
     const privacy = await import('./privacy.js');
-    anonymize = { secret: privacy.loadOrCreateSecret(ctx), pseudonym: privacy.pseudonym, pattern: privacy.PSEUDONYM_PATTERN };
+    const secret = privacy.loadOrCreateSecret(ctx);
+    anonymize = (entry) => privacy.pseudonymizeStoredEntry(entry, secret);
   }
   for (let attempt = 1; ; attempt++) {
     const local = await resolveRef(git, ref);

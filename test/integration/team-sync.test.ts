@@ -357,6 +357,51 @@ test('a checksummed batch whose entries fail input validation is not written; it
   ]);
 });
 
+test('a batch stored before anonymizeUsers is published with pseudonymized user id, re-derived entry id and session folder; nothing clear in the pushed blob', async (t) => {
+  const team = setUpTeam(t);
+  const a = team.clone('alice', ALICE);
+  const b = team.clone('bob', BOB);
+  const { createHmac } = await import('node:crypto');
+  const { deriveEntryId } = await import('../../plugins/aggregation/entry.js');
+  const user = 'dana@example.com';
+  const derived = { userId: user, action: 'review', timestamp: PAST, metadata: { duration: 1_800_000 } };
+  const clearId = deriveEntryId(derived);
+  const session = { entryId: 'session:dana:s-1:3600000', userId: user, action: 'time-tracking', timestamp: PAST + 60_000, metadata: { duration: 3_600_000 } };
+  const commit = { entryId: `commit:${'c'.repeat(40)}`, userId: user, action: 'commit', timestamp: PAST + 120_000 };
+  const legacy = a.batch([derived, session, commit]);
+  const stored = fs.readFileSync(path.join(a.dataRoot, 'aggregated', `${legacy}.json`), 'utf8');
+  t.deepEqual(JSON.parse(stored).entries.map((e: { entryId: string }) => e.entryId), [clearId, session.entryId, commit.entryId]);
+
+  fs.writeFileSync(path.join(a.dir, 'flowforge.config.json'), JSON.stringify({ privacy: { anonymizeUsers: true } }));
+  const key = 'fedcba9876543210'.repeat(4);
+  const pseudonym = (id: string) => 'u_' + createHmac('sha256', key).update(id).digest('hex').slice(0, 24);
+  const r = runCli(['aggregate-sync'], { cwd: a.dir, env: { ...team.base.env, FLOWFORGE_PSEUDONYM_KEY: key } });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.like(r.json.result, { published: { batches: 1, total: 1 }, pushed: true, problems: [] });
+  const ref = r.json.result.published.ref;
+
+  const pushed = team.remoteGit(['cat-file', 'blob', `${ref}:batches/${legacy}.json`]);
+  for (const needle of [user, 'dana', clearId]) t.false(pushed.includes(needle), needle);
+  const doc = JSON.parse(pushed);
+  const pseudo = pseudonym(user);
+  t.deepEqual(doc.entries, [
+    { entryId: deriveEntryId({ ...derived, userId: pseudo }), userId: pseudo, action: 'review', timestamp: PAST, metadata: { duration: 1_800_000 } },
+    { entryId: `session:${pseudonym('dana')}:s-1:3600000`, userId: pseudo, action: 'time-tracking', timestamp: PAST + 60_000, metadata: { duration: 3_600_000 } },
+    { entryId: `commit:${'c'.repeat(40)}`, userId: pseudo, action: 'commit', timestamp: PAST + 120_000 },
+  ]);
+  t.not(doc.entries[0].entryId, clearId);
+  t.regex(doc.entries[0].entryId, /^e_[0-9a-f]{32}$/);
+  // Nothing reachable from the ref names Dana; the local file keeps its bytes.
+  const objects = reachableObjects(team, ref).toString('utf8');
+  for (const needle of [user, 'dana', clearId]) t.false(objects.includes(needle), needle);
+  t.is(fs.readFileSync(path.join(a.dataRoot, 'aggregated', `${legacy}.json`), 'utf8'), stored);
+  // The copy is a valid batch (checksum recomputed): a teammate verifies and writes it as it is.
+  const b1 = b.cli(['aggregate-sync']);
+  t.is(b1.code, 0, b1.stdout + b1.stderr);
+  t.like(b1.json.result, { fetched: { clones: 1, batches: 1, entries: 3 }, problems: [] });
+  t.is(fs.readFileSync(path.join(b.dataRoot, 'team', r.json.result.cloneId, `${legacy}.json`), 'utf8'), pushed);
+});
+
 test('a copied data root (same clone id) that diverged is merged by union, never force-pushed away', async (t) => {
   const team = setUpTeam(t);
   const a = team.clone('alice', ALICE);

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import { ConfigError } from '../../src/core/errors.js';
 import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
 import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
-import { anonymizeRaw, loadOrCreateSecret, pseudonym, SECRET_FILE } from '../../plugins/aggregation/privacy.js';
+import { deriveEntryId } from '../../plugins/aggregation/entry.js';
+import { anonymizeRaw, loadOrCreateSecret, pseudonym, pseudonymizeStoredEntry, SECRET_FILE } from '../../plugins/aggregation/privacy.js';
 import { withTempStore } from '../helpers/store.js';
 
 const secret = 'a'.repeat(64);
@@ -83,4 +84,18 @@ test('an invalid FLOWFORGE_PSEUDONYM_KEY is a config error (exit 2) naming the v
   const off = withTempStore(t);
   off.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: 'abc123' };
   t.is((await storeAlice(off))[0]!.userId, 'alice@example.com');
+});
+
+test('pseudonymizeStoredEntry re-derives a derived id from the pseudonym, keeps given ids, and leaves an anonymized entry alone', (t) => {
+  const clear = { userId: 'alice', action: 'review', timestamp: 1_768_469_400_000, metadata: { duration: 60_000 } };
+  const stored = { entryId: deriveEntryId(clear), ...clear };
+  const out = pseudonymizeStoredEntry(stored, secret);
+  t.deepEqual(out, { entryId: deriveEntryId({ ...clear, userId: pseudonym(secret, 'alice') }), ...clear, userId: pseudonym(secret, 'alice') });
+  t.not(out.entryId, stored.entryId);
+  // Already pseudonymous: the same object back, nothing hashed twice.
+  t.is(pseudonymizeStoredEntry(out, secret), out);
+  // A caller's own id and a commit id name no user and stay; a session folder is replaced.
+  t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'ticket-42' }, secret).entryId, 'ticket-42');
+  t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'commit:abc' }, secret).entryId, 'commit:abc');
+  t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'session:alice:s-1:60000' }, secret).entryId, `session:${pseudonym(secret, 'alice')}:s-1:60000`);
 });
