@@ -329,7 +329,7 @@ export async function loadAnonymizer(ctx: HandlerContext, dryRun: boolean, notes
   if (!ctx.config.privacy.anonymizeUsers) return undefined;
   const privacy = await import('./privacy.js');
   let secret: string;
-  if (dryRun && !ctx.fs.stat(path.join(ctx.dataRoot, privacy.SECRET_FILE))) {
+  if (dryRun && privacy.sharedPseudonymKey(ctx.env) === undefined && !ctx.fs.stat(path.join(ctx.dataRoot, privacy.SECRET_FILE))) {
     notes.push(MIGRATE_MESSAGES.provisionalIds);
     secret = randomBytes(32).toString('hex');
   } else secret = privacy.loadOrCreateSecret(ctx);

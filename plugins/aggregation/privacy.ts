@@ -1,21 +1,53 @@
 /**
  * `privacy.anonymizeUsers` (SPEC §9, issue 6 item 4): user ids are replaced by a keyed hash
  * before anything is validated, written or synced — `u_` + the first 24 hex digits of
- * HMAC-SHA-256(secret, userId). The secret is per data root: 32 random bytes, hex, in
- * `<data root>/secret.key` (0600), created once (exclusive create, so two first callers cannot
- * pick different secrets) and never printed. Entry ids derived later use the pseudonym, so the
- * clear id is not recoverable from them either.
+ * HMAC-SHA-256(secret, userId). The secret is the team's shared key when
+ * {@link PSEUDONYM_KEY_ENV} is set (64 hex digits, given out of band), otherwise per data root:
+ * 32 random bytes, hex, in `<data root>/secret.key` (0600), created once (exclusive create, so
+ * two first callers cannot pick different secrets). It is never printed or logged. Entry ids
+ * derived later use the pseudonym, so the clear id is not recoverable from them either.
+ *
+ * Pseudonyms of two clones match only under the same secret: without a shared key, a team
+ * report by user shows one pseudonym per clone for the same person.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { assertOwnDataRoot } from './aggregator.js';
-import { normalizeKey } from './entry.js';
+import { deriveEntryId, normalizeKey } from './entry.js';
+import type { Entry } from './types.js';
 
 export const SECRET_FILE = 'secret.key';
+/** Environment variable holding a pseudonym key shared by the team; takes precedence over `secret.key`. */
+export const PSEUDONYM_KEY_ENV = 'FLOWFORGE_PSEUDONYM_KEY';
 
-/** The data root's secret, created on first use. Throws the port's error when it cannot be read or made. */
+/**
+ * The team's shared pseudonym key from {@link PSEUDONYM_KEY_ENV}, lower-cased (surrounding
+ * whitespace ignored), or undefined when the variable is not set. Throws ConfigError (exit 2)
+ * when it is set to anything but 64 hex digits — an empty value included, since a silent
+ * fallback to the per-clone key would split every user into one pseudonym per clone. The
+ * value is never part of the message.
+ */
+export function sharedPseudonymKey(env: NodeJS.ProcessEnv): string | undefined {
+  const value = env[PSEUDONYM_KEY_ENV];
+  if (value === undefined) return undefined;
+  const key = value.trim().toLowerCase();
+  if (/^[0-9a-f]{64}$/.test(key)) return key;
+  const message = 'must be 64 hex digits (32 bytes, e.g. from openssl rand -hex 32); its value is not shown';
+  throw new ConfigError(`${PSEUDONYM_KEY_ENV} is set but is not a pseudonym key: it ${message}. Fix or unset it.`, {
+    details: [{ path: PSEUDONYM_KEY_ENV, message }],
+  });
+}
+
+/**
+ * The pseudonym secret: {@link sharedPseudonymKey} when set, else the data root's `secret.key`,
+ * created on first use. Throws ConfigError for an invalid shared key, the port's error when the
+ * file cannot be read or made.
+ */
 export function loadOrCreateSecret(ctx: HandlerContext): string {
+  const shared = sharedPseudonymKey(ctx.env);
+  if (shared !== undefined) return shared;
   assertOwnDataRoot(ctx);
   const file = path.join(ctx.dataRoot, SECRET_FILE);
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -106,4 +138,31 @@ export function checkPrivacySettings(ctx: HandlerContext): string | undefined {
     ctx.log.warn('privacy settings could not be checked', { error: String(error) });
     return undefined;
   }
+}
+
+/** A derived entry id as {@link deriveEntryId} makes it: `e_` + 32 hex. */
+export const DERIVED_ENTRY_ID = /^e_[0-9a-f]{32}$/;
+
+/**
+ * A stored entry recorded before `privacy.anonymizeUsers` was switched on, as it would have
+ * been stored with it on: a clear `userId` becomes its pseudonym; a derived entry id
+ * ({@link DERIVED_ENTRY_ID}) of such an entry is derived again over the pseudonymized fields —
+ * the old one is a hash of the clear user id, so hashing guessed e-mails would find it; a
+ * session id's user folder (`session:<folder>:…`) becomes the folder's pseudonym, as
+ * {@link anonymizeRaw} does on input. Other given ids (`commit:<sha>`, `checkout:…`, a caller's
+ * own) name no user and stay. An entry with nothing clear is returned as it is (the same
+ * object), so a caller can tell whether anything changed; pseudonyms are never hashed again.
+ */
+export function pseudonymizeStoredEntry(entry: Entry, secret: string): Entry {
+  const clearUser = !PSEUDONYM_PATTERN.test(entry.userId);
+  const session = SESSION_ID.exec(entry.entryId);
+  const clearFolder = session !== null && !PSEUDONYM_PATTERN.test(session[1]!);
+  if (!clearUser && !clearFolder) return entry;
+  const userId = clearUser ? pseudonym(secret, entry.userId) : entry.userId;
+  let entryId = entry.entryId;
+  if (clearFolder) entryId = `session:${pseudonym(secret, session[1]!)}:${session[2]}`;
+  else if (clearUser && DERIVED_ENTRY_ID.test(entryId)) entryId = deriveEntryId({ userId, action: entry.action, timestamp: entry.timestamp, metadata: entry.metadata });
+  const out: Entry = { entryId, userId, action: entry.action, timestamp: entry.timestamp };
+  if (entry.metadata !== undefined) out.metadata = entry.metadata;
+  return out;
 }

@@ -5,7 +5,8 @@
  *
  * The sync ref's commit tree is `batches/<batchId>.json`: the exact bytes of each local batch
  * file (batch files are immutable), except that with `privacy.anonymizeUsers` a batch written
- * before the switch, which still holds clear user ids, is published with pseudonyms instead.
+ * before the switch, which still holds clear user ids, is published with pseudonyms instead
+ * (user ids, entry ids derived from them, session ids' user folders).
  * Everything goes through git plumbing (git-hash-object(1), git-mktree(1), git-commit-tree(1),
  * git-update-ref(1), git-ls-tree(1), git-cat-file(1), git-fetch(1), git-push(1)): the user's
  * working tree, index, HEAD and branches are never touched, and paths inside the git directory
@@ -22,8 +23,9 @@
  *      root, a lost local ref), the commit merges both by union;
  *   3. push the own ref (a fast-forward) when the remote's copy differs;
  *   4. materialize each clone's batches into `team/<clone id>/` — only files not there yet,
- *      each verified like a local batch (checksum, entry count, version) and written atomically
- *      and durably; a batch that fails is reported, not written.
+ *      each verified like a local batch (checksum, entry count, version), every entry checked
+ *      with the input rules (validateEntries), and written atomically and durably; a batch
+ *      that fails is reported, not written.
  * Offline (fetch or push failed), steps 2 and 4 still run, then a SyncError (exit 1) says the
  * batches are committed to the local ref and the next sync pushes them.
  *
@@ -35,12 +37,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
-import { CorruptError, GitError, LockedError, SyncError, UsageError, type ErrorDetail } from '../../src/core/errors.js';
+import { CorruptError, GitError, InputError, LockedError, SyncError, UsageError, type ErrorDetail } from '../../src/core/errors.js';
 import type { GitClient } from '../../src/core/git.js';
 import { acquireLock } from '../../src/core/lock.js';
 import { makeBatch, parseBatchBytes, type BatchProblem } from './batch-store.js';
+import { validateEntries } from './entry.js';
 import { storeLayout, BATCH_ID_PATTERN, type StoreLayout } from './layout.js';
-import type { BatchFile } from './types.js';
+import type { BatchFile, Entry } from './types.js';
 
 /** Namespace of the published refs, one per clone: `refs/flowforge/aggregated/<clone id>`. */
 export const SYNC_REF_PREFIX = 'refs/flowforge/aggregated/';
@@ -64,7 +67,10 @@ const CLONE_FILE = 'clone.json';
 const BATCH_FILE_NAME = /^(batch_\d{13}_[0-9a-f]{8})\.json$/;
 
 /** Why one batch was not published or not materialized. */
-export type SyncProblemKind = BatchProblem | 'name-mismatch' | 'too-large' | 'missing-object' | 'not-a-clone-id' | 'not-a-sync-commit';
+export type SyncProblemKind = BatchProblem | 'name-mismatch' | 'too-large' | 'missing-object' | 'not-a-clone-id' | 'not-a-sync-commit' | 'invalid-entries';
+
+/** Entry problems listed per `invalid-entries` batch (the message counts them all). */
+export const MAX_LISTED_ENTRY_PROBLEMS = 5;
 
 /** One batch (or ref) that sync left out, with who it came from. */
 export interface SyncProblem {
@@ -74,6 +80,11 @@ export interface SyncProblem {
   batchId: string;
   problem: SyncProblemKind;
   message: string;
+  /**
+   * For `invalid-entries`: the first {@link MAX_LISTED_ENTRY_PROBLEMS} problems, `path` like
+   * `entries[3].metadata.duration` (index into the batch's `entries`), without the values.
+   */
+  entries?: Array<{ path: string; message: string }>;
 }
 
 /** Result of one sync (`aggregate-sync`). Counts are batch files unless named otherwise. */
@@ -118,6 +129,7 @@ const PROBLEM_TEXT: Record<SyncProblemKind, string> = {
   'missing-object': 'is listed in the ref but git does not have its object',
   'not-a-clone-id': 'ref name is not a clone id (16–64 hex digits)',
   'not-a-sync-commit': 'ref does not point to a commit git can list',
+  'invalid-entries': 'holds entries that fail entry validation',
 };
 
 const problem = (cloneId: string, batchId: string, kind: SyncProblemKind): SyncProblem => ({ cloneId, batchId, problem: kind, message: PROBLEM_TEXT[kind] });
@@ -229,13 +241,21 @@ interface PublishCandidate {
 }
 
 /**
- * The bytes to publish for one verified batch: the file's exact bytes, or — with
- * `anonymize` — a copy whose clear user ids are replaced by their pseudonyms (checksum
- * recomputed), when the batch was written before `privacy.anonymizeUsers` was switched on.
+ * The bytes to publish for one verified batch: the file's exact bytes, or — with `anonymize`
+ * (privacy.ts pseudonymizeStoredEntry under the pseudonym secret) — a copy in which every
+ * entry recorded before `privacy.anonymizeUsers` was switched on is pseudonymized: user id,
+ * the derived entry id computed from the clear user id, and a session id's user folder;
+ * checksum recomputed. A batch with nothing clear is published as it is.
  */
-function publishBytes(raw: Buffer, batch: BatchFile, anonymize: { secret: string; pseudonym(secret: string, userId: string): string; pattern: RegExp } | undefined): { data: Buffer; rewritten: boolean } {
-  if (!anonymize || batch.entries.every((e) => anonymize.pattern.test(e.userId))) return { data: raw, rewritten: false };
-  const entries = batch.entries.map((e) => (anonymize.pattern.test(e.userId) ? e : { ...e, userId: anonymize.pseudonym(anonymize.secret, e.userId) }));
+function publishBytes(raw: Buffer, batch: BatchFile, anonymize: ((entry: Entry) => Entry) | undefined): { data: Buffer; rewritten: boolean } {
+  if (!anonymize) return { data: raw, rewritten: false };
+  let changed = false;
+  const entries = batch.entries.map((e) => {
+    const out = anonymize(e);
+    if (out !== e) changed = true;
+    return out;
+  });
+  if (!changed) return { data: raw, rewritten: false };
   return { data: Buffer.from(JSON.stringify(makeBatch(batch.batchId, batch.timestamp, entries, batch.recovered))), rewritten: true };
 }
 
@@ -264,7 +284,8 @@ async function publishOwnRef(
   let anonymize: Parameters<typeof publishBytes>[2];
   if (ctx.config.privacy.anonymizeUsers) {
     const privacy = await import('./privacy.js');
-    anonymize = { secret: privacy.loadOrCreateSecret(ctx), pseudonym: privacy.pseudonym, pattern: privacy.PSEUDONYM_PATTERN };
+    const secret = privacy.loadOrCreateSecret(ctx);
+    anonymize = (entry) => privacy.pseudonymizeStoredEntry(entry, secret);
   }
   for (let attempt = 1; ; attempt++) {
     const local = await resolveRef(git, ref);
@@ -447,6 +468,11 @@ async function materialize(ctx: HandlerContext, git: GitClient, layout: StoreLay
           result.problems.push(problem(id, batchId, 'name-mismatch'));
           continue;
         }
+        const invalid = invalidEntries(ctx, read.batch.entries);
+        if (invalid) {
+          result.problems.push({ ...problem(id, batchId, 'invalid-entries'), ...invalid });
+          continue;
+        }
         ctx.fs.mkdirp(dir);
         ctx.fs.writeFileDurable(path.join(dir, `${batchId}.json`), object.data);
         result.batches++;
@@ -455,6 +481,41 @@ async function materialize(ctx: HandlerContext, git: GitClient, layout: StoreLay
     }
   }
   return result;
+}
+
+/**
+ * Checks a fetched batch's entries with the rules every entry passes on input (SPEC §4,
+ * {@link validateEntries}: ids and action text, timestamp from 2000-01-01 to now +
+ * `maxClockSkew`, duration 0–7 days in whole ms, metadata shape, size and depth), plus a
+ * present `entryId` (stored entries always have one). A checksum only proves the batch is
+ * intact, not that its entries are sane: a teammate's ref is input like any other. Nothing is
+ * redacted or changed here (the teammate's redaction applied when they recorded the entries);
+ * only the issues count. Returns undefined when every entry passes, else the problem's message
+ * (`N of M entries fail validation; first: <path>: <message>`) and its first listed problems.
+ */
+function invalidEntries(ctx: HandlerContext, entries: readonly unknown[]): { message: string; entries: Array<{ path: string; message: string }> } | undefined {
+  const found: Array<{ index: number; path: string; message: string }> = [];
+  entries.forEach((e, index) => {
+    // A non-object item is reported by validation itself.
+    if (e !== null && typeof e === 'object' && !Array.isArray(e) && (e as { entryId?: unknown }).entryId === undefined) found.push({ index, path: `entries[${index}].entryId`, message: 'entryId is required in a stored entry' });
+  });
+  try {
+    validateEntries(entries as unknown[], { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: [] });
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    for (const d of error.details) found.push({ index: Number(/^\[(\d+)\]/.exec(d.path)?.[1] ?? -1), path: `entries${d.path}`, message: d.message });
+  }
+  if (found.length === 0) return undefined;
+  // By entry, in the order validation reports each entry's problems.
+  const listed = found
+    .map((f, order) => ({ ...f, order }))
+    .sort((a, b) => a.index - b.index || a.order - b.order)
+    .map(({ path: p, message }) => ({ path: p, message }));
+  const count = new Set(found.map((f) => f.index)).size;
+  return {
+    message: `${count} of ${entries.length} ${entries.length === 1 ? 'entry fails' : 'entries fail'} entry validation; first: ${listed[0]!.path}: ${listed[0]!.message}`,
+    entries: listed.slice(0, MAX_LISTED_ENTRY_PROBLEMS),
+  };
 }
 
 /**

@@ -289,6 +289,119 @@ test('batches that fail verification are reported with clone and batch id and ne
   t.is(unknown.json.error.message, 'No git remote named "upstream" in this repository (configured: origin). Pass --remote=NAME, or add one with git remote add upstream URL.');
 });
 
+test('a checksummed batch whose entries fail input validation is not written; its problems are listed by entry path', async (t) => {
+  const team = setUpTeam(t);
+  const a = team.clone('alice', ALICE);
+  a.batch([entry('a-1', ALICE.name)]);
+  const x = team.clone('scratch', BOB);
+  const { createHash } = await import('node:crypto');
+  const { canonicalJson } = await import('../../plugins/aggregation/entry.js');
+  const sealed = (batchId: string, entries: Array<Record<string, unknown>>) => ({
+    batchId,
+    timestamp: PAST,
+    version: '2.0.0',
+    entries,
+    entryCount: entries.length,
+    recovered: false,
+    checksum: 'sha256:' + createHash('sha256').update(canonicalJson(entries)).digest('hex'),
+  });
+  const withDuration = (id: string, duration: unknown) => ({ ...entry(id, 'bob'), metadata: { duration } });
+  const { entryId: _dropped, ...noId } = entry('x-4', 'bob', 4);
+  const bad = sealed('batch_1768469400000_0000000d', [
+    entry('x-0', 'bob'),
+    withDuration('x-1', -36_000_000),
+    { ...entry('x-2', 'bob'), timestamp: -5 },
+    entry('x-3', 'bob\u202eevil'),
+    noId,
+    withDuration('x-5', 1e15),
+    withDuration('x-6', 'abc'),
+    withDuration('x-7', 3_600_000.5),
+  ]);
+  const good = sealed('batch_1768469400000_0000000e', [entry('x-9', 'bob', 9)]);
+  const blob = (doc: unknown) => execFileSync('git', ['hash-object', '-w', '--stdin'], { cwd: x.dir, env: team.base.env, input: JSON.stringify(doc) }).toString().trim();
+  const lines = [bad, good].map((d) => `100644 blob ${blob(d)}\t${d.batchId}.json\n`).join('');
+  const sub = execFileSync('git', ['mktree'], { cwd: x.dir, env: team.base.env, input: lines }).toString().trim();
+  const root = execFileSync('git', ['mktree'], { cwd: x.dir, env: team.base.env, input: `040000 tree ${sub}\tbatches\n` }).toString().trim();
+  const fakeId = 'd'.repeat(32);
+  x.git(['push', '-q', 'origin', `${x.git(['commit-tree', '-m', 'by hand', root])}:refs/flowforge/aggregated/${fakeId}`]);
+
+  const r = a.cli(['aggregate-sync']);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const duration = 'metadata.duration must be an integer number of milliseconds from 0 to 604800000 (7 days)';
+  t.deepEqual(r.json.result.problems, [
+    {
+      cloneId: fakeId,
+      batchId: 'batch_1768469400000_0000000d',
+      problem: 'invalid-entries',
+      message: `7 of 8 entries fail entry validation; first: entries[1].metadata.duration: ${duration}`,
+      entries: [
+        { path: 'entries[1].metadata.duration', message: duration },
+        { path: 'entries[2].timestamp', message: 'timestamp is before 2000-01-01T00:00:00Z' },
+        { path: 'entries[3].userId', message: 'userId must not contain control or bidirectional-override characters' },
+        { path: 'entries[4].entryId', message: 'entryId is required in a stored entry' },
+        { path: 'entries[5].metadata.duration', message: duration },
+      ],
+    },
+  ]);
+  t.like(r.json.result.fetched, { clones: 1, batches: 1, entries: 1 });
+  t.deepEqual(a.teamBatches(fakeId), ['batch_1768469400000_0000000e']);
+  // The text output says which batch and why; a report over the team sees only the good batch.
+  const text = a.cli(['aggregate-sync', '--format=text']);
+  t.is(text.code, 0);
+  t.true(text.stdout.includes(`left out: clone ${fakeId} batch batch_1768469400000_0000000d: 7 of 8 entries fail entry validation; first: entries[1].metadata.duration: ${duration}`), text.stdout);
+  const report = a.cli(['aggregate-report', '--scope=team', '--by=user']);
+  t.is(report.code, 0, report.stdout + report.stderr);
+  t.deepEqual(report.json.result.rows, [
+    { key: ALICE.name, entries: 1, commits: 0, trackedMs: 1_800_000 },
+    { key: 'bob', entries: 1, commits: 0, trackedMs: 1_800_000 },
+  ]);
+});
+
+test('a batch stored before anonymizeUsers is published with pseudonymized user id, re-derived entry id and session folder; nothing clear in the pushed blob', async (t) => {
+  const team = setUpTeam(t);
+  const a = team.clone('alice', ALICE);
+  const b = team.clone('bob', BOB);
+  const { createHmac } = await import('node:crypto');
+  const { deriveEntryId } = await import('../../plugins/aggregation/entry.js');
+  const user = 'dana@example.com';
+  const derived = { userId: user, action: 'review', timestamp: PAST, metadata: { duration: 1_800_000 } };
+  const clearId = deriveEntryId(derived);
+  const session = { entryId: 'session:dana:s-1:3600000', userId: user, action: 'time-tracking', timestamp: PAST + 60_000, metadata: { duration: 3_600_000 } };
+  const commit = { entryId: `commit:${'c'.repeat(40)}`, userId: user, action: 'commit', timestamp: PAST + 120_000 };
+  const legacy = a.batch([derived, session, commit]);
+  const stored = fs.readFileSync(path.join(a.dataRoot, 'aggregated', `${legacy}.json`), 'utf8');
+  t.deepEqual(JSON.parse(stored).entries.map((e: { entryId: string }) => e.entryId), [clearId, session.entryId, commit.entryId]);
+
+  fs.writeFileSync(path.join(a.dir, 'flowforge.config.json'), JSON.stringify({ privacy: { anonymizeUsers: true } }));
+  const key = 'fedcba9876543210'.repeat(4);
+  const pseudonym = (id: string) => 'u_' + createHmac('sha256', key).update(id).digest('hex').slice(0, 24);
+  const r = runCli(['aggregate-sync'], { cwd: a.dir, env: { ...team.base.env, FLOWFORGE_PSEUDONYM_KEY: key } });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.like(r.json.result, { published: { batches: 1, total: 1 }, pushed: true, problems: [] });
+  const ref = r.json.result.published.ref;
+
+  const pushed = team.remoteGit(['cat-file', 'blob', `${ref}:batches/${legacy}.json`]);
+  for (const needle of [user, 'dana', clearId]) t.false(pushed.includes(needle), needle);
+  const doc = JSON.parse(pushed);
+  const pseudo = pseudonym(user);
+  t.deepEqual(doc.entries, [
+    { entryId: deriveEntryId({ ...derived, userId: pseudo }), userId: pseudo, action: 'review', timestamp: PAST, metadata: { duration: 1_800_000 } },
+    { entryId: `session:${pseudonym('dana')}:s-1:3600000`, userId: pseudo, action: 'time-tracking', timestamp: PAST + 60_000, metadata: { duration: 3_600_000 } },
+    { entryId: `commit:${'c'.repeat(40)}`, userId: pseudo, action: 'commit', timestamp: PAST + 120_000 },
+  ]);
+  t.not(doc.entries[0].entryId, clearId);
+  t.regex(doc.entries[0].entryId, /^e_[0-9a-f]{32}$/);
+  // Nothing reachable from the ref names Dana; the local file keeps its bytes.
+  const objects = reachableObjects(team, ref).toString('utf8');
+  for (const needle of [user, 'dana', clearId]) t.false(objects.includes(needle), needle);
+  t.is(fs.readFileSync(path.join(a.dataRoot, 'aggregated', `${legacy}.json`), 'utf8'), stored);
+  // The copy is a valid batch (checksum recomputed): a teammate verifies and writes it as it is.
+  const b1 = b.cli(['aggregate-sync']);
+  t.is(b1.code, 0, b1.stdout + b1.stderr);
+  t.like(b1.json.result, { fetched: { clones: 1, batches: 1, entries: 3 }, problems: [] });
+  t.is(fs.readFileSync(path.join(b.dataRoot, 'team', r.json.result.cloneId, `${legacy}.json`), 'utf8'), pushed);
+});
+
 test('a copied data root (same clone id) that diverged is merged by union, never force-pushed away', async (t) => {
   const team = setUpTeam(t);
   const a = team.clone('alice', ALICE);

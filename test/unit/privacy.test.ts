@@ -1,5 +1,13 @@
 import test from 'ava';
-import { anonymizeRaw, pseudonym } from '../../plugins/aggregation/privacy.js';
+import { createHmac } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from '../../src/core/errors.js';
+import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
+import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
+import { deriveEntryId } from '../../plugins/aggregation/entry.js';
+import { anonymizeRaw, loadOrCreateSecret, pseudonym, pseudonymizeStoredEntry, SECRET_FILE } from '../../plugins/aggregation/privacy.js';
+import { withTempStore } from '../helpers/store.js';
 
 const secret = 'a'.repeat(64);
 
@@ -37,4 +45,72 @@ test('aggregate warns once when the privacy settings changed since entries were 
   t.regex(second.warnings![0]!, /^Privacy settings changed since entries were last stored \(privacy\.anonymizeUsers false → true; privacy\.redactKeys \[.*\] → \[.*code.*\]\): derived entry ids depend on them/);
   const third = await aggregate.run({ entry: [JSON.stringify(rawEntry(3, now))], source: [] }, s.ctx);
   t.is(third.warnings, undefined);
+});
+
+/** Stores one entry without entryId for alice@example.com in the data root of `s` and returns the batch's entries. */
+async function storeAlice(s: ReturnType<typeof withTempStore>): Promise<Array<{ entryId: string; userId: string }>> {
+  const entry = { userId: 'alice@example.com', action: 'review', timestamp: s.clock.now() - 60_000, metadata: { duration: 1_800_000 } };
+  await aggregate.run({ entry: [JSON.stringify(entry)], source: [] }, s.ctx);
+  await aggregateForce.run({}, s.ctx);
+  return s.batches().flatMap((b) => b.entries) as Array<{ entryId: string; userId: string }>;
+}
+
+test('FLOWFORGE_PSEUDONYM_KEY: two data roots with the same key store the same pseudonym and derived id; no secret.key is made', async (t) => {
+  const key = '0123456789abcdef'.repeat(4);
+  const expected = 'u_' + createHmac('sha256', key).update('alice@example.com').digest('hex').slice(0, 24);
+  const [one, two] = [withTempStore(t, { privacy: { anonymizeUsers: true } }), withTempStore(t, { privacy: { anonymizeUsers: true } })];
+  one.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: key };
+  // Upper case and a trailing newline (a key read from a file) name the same key.
+  two.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: `${key.toUpperCase()}\n` };
+  const [a, b] = [await storeAlice(one), await storeAlice(two)];
+  t.is(a.length, 1);
+  t.is(a[0]!.userId, expected);
+  t.deepEqual(b, a, 'same pseudonym, same derived entry id: a team report counts the entry once');
+  t.regex(a[0]!.entryId, /^e_[0-9a-f]{32}$/);
+  t.false(fs.existsSync(path.join(one.dataRoot, SECRET_FILE)));
+  t.false(fs.existsSync(path.join(two.dataRoot, SECRET_FILE)));
+  t.is(loadOrCreateSecret(one.ctx), key);
+});
+
+test('without FLOWFORGE_PSEUDONYM_KEY each data root has its own secret.key, so the same user gets one pseudonym per clone', async (t) => {
+  const [one, two] = [withTempStore(t, { privacy: { anonymizeUsers: true } }), withTempStore(t, { privacy: { anonymizeUsers: true } })];
+  const [a, b] = [await storeAlice(one), await storeAlice(two)];
+  t.is(a[0]!.userId, pseudonym(fs.readFileSync(path.join(one.dataRoot, SECRET_FILE), 'utf8').trim(), 'alice@example.com'));
+  t.is(b[0]!.userId, pseudonym(fs.readFileSync(path.join(two.dataRoot, SECRET_FILE), 'utf8').trim(), 'alice@example.com'));
+  t.not(a[0]!.userId, b[0]!.userId);
+});
+
+test('an invalid FLOWFORGE_PSEUDONYM_KEY is a config error (exit 2) naming the variable, never its value; nothing is stored', async (t) => {
+  for (const value of ['', 'abc123', 'g'.repeat(64), '0'.repeat(63), '0'.repeat(65)]) {
+    const s = withTempStore(t, { privacy: { anonymizeUsers: true } });
+    s.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: value };
+    const error = await t.throwsAsync(storeAlice(s), { instanceOf: ConfigError });
+    t.is(error!.exitCode, 2);
+    t.is(error!.code, 'E_CONFIG');
+    t.is(
+      error!.message,
+      'FLOWFORGE_PSEUDONYM_KEY is set but is not a pseudonym key: it must be 64 hex digits (32 bytes, e.g. from openssl rand -hex 32); its value is not shown. Fix or unset it.',
+    );
+    t.deepEqual(error!.details, [{ path: 'FLOWFORGE_PSEUDONYM_KEY', message: 'must be 64 hex digits (32 bytes, e.g. from openssl rand -hex 32); its value is not shown' }]);
+    t.deepEqual(s.batches(), []);
+    t.false(fs.existsSync(path.join(s.dataRoot, SECRET_FILE)), value);
+  }
+  // With anonymizeUsers off the key is not used, so it is not checked either.
+  const off = withTempStore(t);
+  off.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: 'abc123' };
+  t.is((await storeAlice(off))[0]!.userId, 'alice@example.com');
+});
+
+test('pseudonymizeStoredEntry re-derives a derived id from the pseudonym, keeps given ids, and leaves an anonymized entry alone', (t) => {
+  const clear = { userId: 'alice', action: 'review', timestamp: 1_768_469_400_000, metadata: { duration: 60_000 } };
+  const stored = { entryId: deriveEntryId(clear), ...clear };
+  const out = pseudonymizeStoredEntry(stored, secret);
+  t.deepEqual(out, { entryId: deriveEntryId({ ...clear, userId: pseudonym(secret, 'alice') }), ...clear, userId: pseudonym(secret, 'alice') });
+  t.not(out.entryId, stored.entryId);
+  // Already pseudonymous: the same object back, nothing hashed twice.
+  t.is(pseudonymizeStoredEntry(out, secret), out);
+  // A caller's own id and a commit id name no user and stay; a session folder is replaced.
+  t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'ticket-42' }, secret).entryId, 'ticket-42');
+  t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'commit:abc' }, secret).entryId, 'commit:abc');
+  t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'session:alice:s-1:60000' }, secret).entryId, `session:${pseudonym(secret, 'alice')}:s-1:60000`);
 });
