@@ -8,7 +8,9 @@ import { aggregateReport, type AggregateReportResult } from '../../plugins/aggre
 import { queueInInbox } from '../../plugins/aggregation/inbox.js';
 import { storeLayout } from '../../plugins/aggregation/layout.js';
 import { renderCsv, renderHtml, renderText } from '../../plugins/aggregation/report/render.js';
+import { createReportAccumulator, sessionGroup } from '../../plugins/aggregation/report/summarize.js';
 import { parseBound, parseReportZone } from '../../plugins/aggregation/report/time.js';
+import { readPendingSnapshot } from '../../plugins/aggregation/journal.js';
 import type { Entry } from '../../plugins/aggregation/types.js';
 import { commit, session, writeAbandoned, writeBatch, writeFailed } from '../helpers/report-store.js';
 import { createFaultyFsPort, withTempStore, type TempStore } from '../helpers/store.js';
@@ -140,6 +142,84 @@ test('a longer session counts once even when its earlier import is in a batch fi
     { key: 'bob', entries: 1, commits: 0, trackedMs: H },
   ]);
   t.is(r.excluded.supersededSessions, 1);
+});
+
+test('piped time-tracking entries that share a metadata.sessionId each count: only sessions-source ids are re-imports of one session', async (t) => {
+  const s = withTempStore(t, { batchSize: 500 });
+  const piped = (taskId: string, iso: string, minutes: number) => ({ userId: 'ana', action: 'time-tracking', timestamp: iso, metadata: { sessionId: 'daily', taskId, duration: minutes * 60_000 } });
+  const r0 = await aggregate.run(
+    { entry: [JSON.stringify([piped('A', '2026-03-02T09:00:00Z', 25), piped('B', '2026-03-02T10:00:00Z', 25), piped('C', '2026-03-03T09:00:00Z', 20)])], source: [] },
+    s.ctx,
+  );
+  t.like(r0, { accepted: 3, pending: 3 });
+  // The same three entries in a batch file too (a flush met while reading): still 3, not 9.
+  const { pending } = readPendingSnapshot(storeLayout(s.dataRoot).journal, s.ctx.fs);
+  writeBatch(s.dataRoot, pending);
+  const r = await report(s, { by: 'task' });
+  t.deepEqual(r.rows, [
+    { key: 'A', entries: 1, commits: 0, trackedMs: 25 * 60_000 },
+    { key: 'B', entries: 1, commits: 0, trackedMs: 25 * 60_000 },
+    { key: 'C', entries: 1, commits: 0, trackedMs: 20 * 60_000 },
+  ]);
+  t.deepEqual(r.totals, { entries: 3, commits: 0, trackedMs: 70 * 60_000 });
+  t.is(r.excluded.supersededSessions, 0);
+  t.is(r.excluded.duplicates, 3);
+  const text = renderText(await report(s, { by: 'user' }));
+  t.regex(text, /│ ana +│ +3 │ +0 │ +1\.17 │/);
+  t.false(text.includes('earlier import'));
+});
+
+test('sessions-source re-imports group by id without the duration: old-format ids, pseudonymized folders; a piped session: id is not grouped', (t) => {
+  t.is(sessionGroup('session:alice:s1:3600000'), 'session:alice:s1');
+  t.is(sessionGroup('session:alice:start-1772442000000:900000'), 'session:alice:start-1772442000000');
+  t.is(sessionGroup('session:u_0123456789abcdef01234567:s1:60000'), 'session:u_0123456789abcdef01234567:s1');
+  t.is(sessionGroup('session:alice:s1'), 'session:alice:s1'); // older format: the group as is
+  t.is(sessionGroup('session:alice:a:b:5'), 'session:alice:a:b');
+  t.is(sessionGroup('ana-daily-1'), undefined);
+  t.is(sessionGroup('session:alice'), undefined);
+  const acc = createReportAccumulator({ by: 'user', zone: parseReportZone(undefined), redactKeys: [] });
+  const old: Entry = { entryId: 'session:alice:s1', userId: 'alice', action: 'time-tracking', timestamp: Date.parse('2026-03-02T09:00:00Z'), metadata: { sessionId: 's1', duration: H } };
+  acc.add(old, { at: 1, container: 0 });
+  acc.add(session('alice', 's1', '2026-03-02T09:00:00Z', 2 * H), { at: 2, container: 1 });
+  // Not a sessions-source id (a note someone piped), though shaped alike in metadata: counts on its own.
+  acc.add({ ...old, entryId: 'piped-1', metadata: { sessionId: 's1', duration: H } }, { at: 2, container: 1 });
+  const sum = acc.finish();
+  t.deepEqual(sum.rows, [{ key: 'alice', entries: 2, commits: 0, trackedMs: 3 * H }]);
+  t.is(sum.supersededSessions, 1);
+});
+
+test('a session corrected downwards counts at its latest import (the one stored last), not its longest', async (t) => {
+  const s = withTempStore(t, { batchSize: 500 });
+  const day1 = Date.UTC(2026, 2, 2, 18);
+  const day2 = Date.UTC(2026, 2, 3, 18);
+  // A forgotten timer: 2 h stored first, corrected to 30 min in a later batch file (listed first by name).
+  writeBatch(s.dataRoot, [session('alice', 's1', '2026-03-02T09:00:00Z', 2 * H, 'T-1')], { at: day2 });
+  writeBatch(s.dataRoot, [session('alice', 's1', '2026-03-02T09:00:00Z', 30 * 60_000, 'T-1')], { at: day2 + 1 });
+  // bob: 3 h in a failed batch, corrected to 1 h, still pending: pending is later than any batch.
+  writeFailed(s.dataRoot, [session('bob', 's1', '2026-03-02T09:00:00Z', 3 * H)], day1);
+  await appendPending(s, [session('bob', 's1', '2026-03-02T09:00:00Z', H)]);
+  // carol: both imports in one batch file, the shorter one stored after the longer one.
+  writeBatch(s.dataRoot, [session('carol', 's1', '2026-03-02T09:00:00Z', 4 * H), session('carol', 's1', '2026-03-02T09:00:00Z', 15 * 60_000)], { at: day1 });
+  // dave: two batch files with the same flush time: the longer duration.
+  writeBatch(s.dataRoot, [session('dave', 's1', '2026-03-02T09:00:00Z', 2 * H)], { at: day1 });
+  writeBatch(s.dataRoot, [session('dave', 's1', '2026-03-02T09:00:00Z', H)], { at: day1 });
+  s.clock.advance(1_000);
+  const r = await report(s);
+  t.deepEqual(r.rows, [
+    { key: 'alice', entries: 1, commits: 0, trackedMs: 30 * 60_000 },
+    { key: 'bob', entries: 1, commits: 0, trackedMs: H },
+    { key: 'carol', entries: 1, commits: 0, trackedMs: 15 * 60_000 },
+    { key: 'dave', entries: 1, commits: 0, trackedMs: 2 * H },
+  ]);
+  t.deepEqual(r.totals, { entries: 4, commits: 0, trackedMs: 3.75 * H });
+  t.is(r.excluded.supersededSessions, 4);
+  t.is(r.excluded.duplicates, 0);
+  // Team scope, same rule: the clone's later batch file wins over the local earlier one.
+  writeBatch(s.dataRoot, [session('erin', 's9', '2026-03-02T09:00:00Z', 5 * H)], { at: day1 });
+  writeBatch(s.dataRoot, [session('erin', 's9', '2026-03-02T09:00:00Z', 45 * 60_000)], { at: day2, clone: 'clone-b' });
+  const team = await report(s, { scope: 'team' });
+  t.deepEqual(team.rows.find((row) => row.key === 'erin'), { key: 'erin', entries: 1, commits: 0, trackedMs: 45 * 60_000 });
+  t.is(team.excluded.supersededSessions, 5);
 });
 
 test('--by=task, branch and action: missing values are "(none)"; commits count commit entries only', async (t) => {

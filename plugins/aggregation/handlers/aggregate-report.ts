@@ -101,8 +101,9 @@ export const aggregateReport: HandlerDefinition<typeof AggregateReportInput, Agg
          [--until=DATE] [--tz=ZONE] [--scope=local|team] [--format=json|text|csv|html] [--output=FILE]
 
 Counts every acknowledged entry: batch files, failed batches awaiting retry, and entries still
-pending in the journal (abandoned batches are reported, not counted). Each entry id counts once;
-a work session imported again with a longer duration counts once, at its longest duration.
+pending in the journal and in the inbox (abandoned batches are reported, not counted). Each
+entry id counts once; a work session the sessions source imported again with another duration
+counts once, at its latest import (the one stored last).
 
   --by      grouping (default user); task = metadata.taskId, branch = metadata.branch,
             "(none)" when absent
@@ -144,7 +145,7 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
     const accumulator = createReportAccumulator({ by: input.by, zone, since, until, redactKeys: ctx.config.privacy.redactKeys, daily: format === 'html' });
     let read: ReturnType<typeof readReportEntries>;
     try {
-      read = readReportEntries(ctx, input.scope, (entry) => accumulator.add(entry));
+      read = readReportEntries(ctx, input.scope, (entry, stored) => accumulator.add(entry, stored));
     } catch (error) {
       throw toIoError(error, ctx.dataRoot);
     }

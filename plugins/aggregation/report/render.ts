@@ -35,7 +35,7 @@ export function reportNotes(r: AggregateReportResult): string[] {
   const notes: string[] = [];
   if (e.abandonedBatches > 0) notes.push(`${e.abandonedBatches} abandoned batch(es) with ${e.abandonedEntries} entries are not counted (aggregated/recovery/abandoned/)`);
   if (e.quarantinedFiles > 0) notes.push(`${e.quarantinedFiles} quarantined file(s) in aggregated/recovery/errors/ are not counted`);
-  if (e.supersededSessions > 0) notes.push(`${e.supersededSessions} earlier import(s) of a session that grew are counted once, at the longest duration`);
+  if (e.supersededSessions > 0) notes.push(`${e.supersededSessions} earlier import(s) of a work session are not counted (each session counts once, at its latest import)`);
   if (e.outOfRange > 0) notes.push(`${e.outOfRange} entries outside the date range`);
   return [...notes, ...r.warnings];
 }
