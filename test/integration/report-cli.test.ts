@@ -103,6 +103,22 @@ test('a batch file that cannot be trusted: exit 1, every such file listed, no re
   t.regex(r.stderr, new RegExp(`  - aggregated/${path.basename(bad).replace('.', '\\.')}: entryCount does not match its entries\n`));
 });
 
+// Root reads a chmod 000 file: skipped then (the unit test covers it with a faulty file port).
+(process.getuid?.() === 0 ? test.skip : test)('a batch file the user cannot read (chmod 000): exit 1 E_IO naming the file, not a repair hint', (t) => {
+  const { dir, dataRoot } = store(t);
+  const file = writeBatch(dataRoot, [commit('c9', 'eve', '2026-03-04T10:00:00Z')]);
+  fs.chmodSync(file, 0o000);
+  t.teardown(() => fs.chmodSync(file, 0o600));
+  const r = runCli(['aggregate-report'], { cwd: dir });
+  t.is(r.code, 1);
+  const doc = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; message: string; details: Array<{ path: string }> } };
+  t.is(doc.ok, false);
+  t.is(doc.error.code, 'E_IO');
+  t.regex(doc.error.message, new RegExp(`^Could not read aggregated/${path.basename(file).replace('.', '\\.')} under ${dataRoot} \\(cannot be read: EACCES`));
+  t.deepEqual(doc.error.details.map((d) => d.path), [`aggregated/${path.basename(file)}`]);
+  t.false(r.stdout.includes('aggregate-validate'));
+});
+
 test('reports taken while other processes append, flush and compact never lose or double-count an acknowledged entry', async (t) => {
   const dir = tempDir(t);
   fs.mkdirSync(path.join(dir, '.git'));

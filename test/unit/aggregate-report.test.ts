@@ -14,6 +14,8 @@ import { readPendingSnapshot } from '../../plugins/aggregation/journal.js';
 import type { Entry } from '../../plugins/aggregation/types.js';
 import { commit, session, writeAbandoned, writeBatch, writeFailed } from '../helpers/report-store.js';
 import { createFaultyFsPort, withTempStore, type TempStore } from '../helpers/store.js';
+import { createNodeFsPort } from '../../src/core/fs-port.js';
+import { BATCH_MESSAGES } from '../../plugins/aggregation/batch-store.js';
 
 const H = 3_600_000;
 
@@ -284,6 +286,34 @@ test('a damaged, tampered or newer-version batch file stops the report (exit 1) 
   const teamError = await t.throwsAsync(report(s, { scope: 'team' }));
   t.is((teamError as unknown as { details: unknown[] }).details.length, 3);
   t.true((teamError as unknown as { details: Array<{ path: string; message: string }> }).details.some((d) => d.path === 'team/clone-b/batch_1773100800000_0000abcd.json' && d.message === 'is not valid JSON'));
+});
+
+test('an unreadable batch file is E_IO naming the file; an older-format one says to run aggregate-migrate, in the headline', async (t) => {
+  const s = withTempStore(t);
+  const good = writeBatch(s.dataRoot, [commit('ok', 'u', '2026-03-02T10:00:00Z')]);
+  const rel = path.relative(s.dataRoot, good);
+  s.setFs(createFaultyFsPort((op, args) => (op === 'readFile' && args[0] === good ? 'EACCES' : undefined)));
+  const io = await t.throwsAsync(report(s));
+  t.like(io, { code: 'E_IO', exitCode: 1 } as never);
+  t.is(
+    io!.message,
+    `Could not read ${rel} under ${s.dataRoot} (cannot be read: EACCES: injected fault on readFile ${good}), so no report was made and nothing was changed: check the file's permissions and the disk.`,
+  );
+  t.false(io!.message.includes('aggregate-validate'));
+  t.deepEqual((io as unknown as { details: unknown[] }).details, [{ path: rel, message: `cannot be read: EACCES: injected fault on readFile ${good}` }]);
+
+  s.setFs(createNodeFsPort());
+  const legacyFile = path.join(storeLayout(s.dataRoot).aggregated, 'batch_1773100800000_00000001.json');
+  fs.writeFileSync(legacyFile, JSON.stringify({ batchId: 'batch_1773100800000_00000001', timestamp: 1773100800, entries: [{ userId: 'u', action: 'x', timestamp: 1773100800 }] }));
+  const legacyRel = path.relative(s.dataRoot, legacyFile);
+  const legacy = await t.throwsAsync(report(s));
+  t.like(legacy, { code: 'E_CORRUPT', exitCode: 1 } as never);
+  t.is(
+    legacy!.message,
+    `1 stored file(s) under ${s.dataRoot} could not be trusted, so no report was made (a total without them would be wrong): ${legacyRel} is in the older batch format (no version): run provider-bridge aggregate-migrate to upgrade it.`,
+  );
+  t.false(legacy!.message.includes('aggregate-validate'));
+  t.deepEqual((legacy as unknown as { details: unknown[] }).details, [{ path: legacyRel, message: BATCH_MESSAGES.legacy(legacyRel, null) }]);
 });
 
 test('redaction: a field under a redaction key is shown as [REDACTED], and a redacted value appears in no format', async (t) => {

@@ -65,8 +65,22 @@ export interface ReadOutcome {
   quarantinedFiles: number;
   /** Things the reader noticed that do not stop the report (listed in the result). */
   warnings: string[];
-  /** Files that could not be trusted; the caller refuses to report when there is any. */
-  problems: ErrorDetail[];
+  /** Files that could not be trusted, and why; the caller refuses to report when there is any. */
+  problems: ReportProblem[];
+}
+
+/**
+ * Why a file stopped the report, which says what fixes it: `unreadable` (the file system refused:
+ * permissions, disk), `legacy` (older batch format: `aggregate-migrate`), `newer-version`
+ * (upgrade the product), `damaged` (not JSON, wrong shape, checksum or entryCount mismatch:
+ * `aggregate-validate --repair`).
+ */
+export type ReportProblemKind = 'unreadable' | 'legacy' | 'newer-version' | 'damaged';
+
+export interface ReportProblem {
+  kind: ReportProblemKind;
+  /** `path` relative to the data root; `message` says what is wrong with the file. */
+  detail: ErrorDetail;
 }
 
 const PROBLEM_TEXT: Record<BatchProblem, string> = {
@@ -104,7 +118,8 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     problems: [],
   };
   const rel = (file: string) => path.relative(ctx.dataRoot, file);
-  const unreadable = (file: string, error: unknown) => outcome.problems.push({ path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` });
+  const unreadable = (file: string, error: unknown) =>
+    outcome.problems.push({ kind: 'unreadable', detail: { path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` } });
   let containers = 0;
   const pending = (): StoredAt => ({ at: Number.POSITIVE_INFINITY, container: containers++ });
   const list = (dir: string, pattern: RegExp) =>
@@ -130,7 +145,7 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
         .filter((line) => line !== '')
         .map((line) => JSON.parse(line) as Entry);
     } catch {
-      outcome.problems.push({ path: rel(file), message: 'is not valid NDJSON' });
+      outcome.problems.push({ kind: 'damaged', detail: { path: rel(file), message: 'is not valid NDJSON' } });
       continue;
     }
     outcome.sources.pendingEntries += entries.length;
@@ -156,7 +171,8 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     }
     if (read === undefined) return false; // ENOENT: a failed batch recovered meanwhile (met again as a batch file)
     if ('problem' in read) {
-      outcome.problems.push({ path: rel(file), message: problemText(rel(file), read) });
+      const kind = read.problem === 'legacy' || read.problem === 'newer-version' ? read.problem : 'damaged';
+      outcome.problems.push({ kind, detail: { path: rel(file), message: problemText(rel(file), read) } });
       return false;
     }
     const flushedAt = read.batch.timestamp;
