@@ -33,7 +33,7 @@ test('stdout carries the JSON document by default, the table with text, CSV with
   t.is(text.code, 0);
   t.regex(text.stdout, /^Time report by task: 2026-03-02 – 2026-03-03\n/);
   t.regex(text.stdout, /│ T-1 +│ +1 │ +0 │ +2\.00 │\n/);
-  t.regex(text.stdout, /│ total +│ +3 │ +1 │ +3\.00 │\n/);
+  t.regex(text.stdout, /│ \(total\) +│ +3 │ +1 │ +3\.00 │\n/);
 
   const csv = runCli(['aggregate-report', '--by=user', '--format=csv'], { cwd: dir });
   t.is(csv.code, 0);
@@ -68,7 +68,7 @@ test('--output writes the rendered report atomically (0600) and stdout carries t
 
   const text = runCli(['aggregate-report', '--format=text', '--output=out/report.txt'], { cwd: dir });
   t.is(text.json.result.output, path.join(dir, 'out', 'report.txt'));
-  t.regex(fs.readFileSync(path.join(dir, 'out', 'report.txt'), 'utf8'), /│ total +│ +3 │/);
+  t.regex(fs.readFileSync(path.join(dir, 'out', 'report.txt'), 'utf8'), /│ \(total\) +│ +3 │/);
 });
 
 test('bad options exit 2 naming the option, and nothing is written', (t) => {

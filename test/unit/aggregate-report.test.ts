@@ -381,7 +381,7 @@ test('text is an aligned table with a total row; csv has a header and quotes wha
       '│ =HYPERLINK("http://x") │       1 │       0 │        0.01 │',
       '│ alice                  │       1 │       0 │        1.50 │',
       '│ bob, the "builder"     │       1 │       1 │        0.00 │',
-      '│ total                  │       3 │       1 │        1.51 │',
+      '│ (total)                │       3 │       1 │        1.51 │',
       '└────────────────────────┴─────────┴─────────┴─────────────┘',
     ].join('\n'),
   );
@@ -389,6 +389,50 @@ test('text is an aligned table with a total row; csv has a header and quotes wha
     await renderCsv(r),
     ['user,entries,commits,trackedMs,trackedHours', `"'=HYPERLINK(""http://x"")",1,0,36000,0.01`, 'alice,1,0,5400000,1.50', '"bob, the ""builder""",1,1,0,0.00', ''].join('\n'),
   );
+});
+
+test('control and bidi characters in a key are shown as \\u escapes in text, csv and html; JSON keeps the raw value; a user called "total" is not the (total) row', async (t) => {
+  const s = withTempStore(t);
+  const evil = 'line\u202Eevil\tx';
+  writeBatch(s.dataRoot, [
+    session('total', 'a', '2026-03-02T08:00:00Z', H, evil),
+    session('bob', 'b', '2026-03-02T09:00:00Z', 30 * 60_000, 'nl\nbr\u2066\u0085'),
+  ]);
+  const byTask = await report(s, { by: 'task', format: 'html' });
+  t.deepEqual(byTask.rows.map((row) => row.key), ['line\u202Eevil\tx', 'nl\nbr\u2066\u0085']); // raw in the result (JSON)
+  t.true(JSON.stringify(byTask.rows).includes('"key":"line\u202Eevil\\tx"')); // JSON: the raw U+202E, the tab as JSON's \t
+  const text = renderText(byTask);
+  t.is(
+    text,
+    [
+      'Time report by task: 2026-03-02',
+      "days in UTC (commits on their author's local day); local scope",
+      '┌────────────────────────┬─────────┬─────────┬─────────────┐',
+      '│ task                   │ entries │ commits │ tracked (h) │',
+      '├────────────────────────┼─────────┼─────────┼─────────────┤',
+      '│ line\\u202Eevil\\u0009x  │       1 │       0 │        1.00 │',
+      '│ nl\\u000Abr\\u2066\\u0085 │       1 │       0 │        0.50 │',
+      '│ (total)                │       2 │       0 │        1.50 │',
+      '└────────────────────────┴─────────┴─────────┴─────────────┘',
+    ].join('\n'),
+  );
+  t.is(
+    await renderCsv(byTask),
+    'task,entries,commits,trackedMs,trackedHours\nline\\u202Eevil\\u0009x,1,0,3600000,1.00\nnl\\u000Abr\\u2066\\u0085,1,0,1800000,0.50\n',
+  );
+  const html = await renderHtml(byTask);
+  t.true(html.includes('<td>line\\u202Eevil\\u0009x</td>'));
+  t.true(html.includes('"task":"line\\\\u202Eevil\\\\u0009x"')); // chart label, in the JSON data block
+  t.false(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/.test(html.replace(/<script>[\s\S]*?<\/script>/g, '')));
+
+  const byUser = renderText(await report(s, { by: 'user' }));
+  const lines = byUser.split('\n');
+  t.deepEqual(lines.slice(-4), [
+    '│ bob     │       1 │       0 │        0.50 │',
+    '│ total   │       1 │       0 │        1.00 │',
+    '│ (total) │       2 │       0 │        1.50 │',
+    '└─────────┴─────────┴─────────┴─────────────┘',
+  ]);
 });
 
 test('option values: --tz, --since and --until are checked and named', (t) => {
