@@ -93,10 +93,12 @@ export async function renderCsv(r: AggregateReportResult): Promise<string> {
 /**
  * Chart.js's UMD browser bundle, read from this package's node_modules: inlined into the HTML
  * so the page needs no network. (Reading a library's own file, like `import()`; not store data.)
+ * Its `//# sourceMappingURL=` comment is stripped: the map is not inlined, and a browser's
+ * developer tools would otherwise try to fetch it from the page's folder.
  */
 function chartJsBundle(): string {
   const file = path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.min.js');
-  return fs.readFileSync(file, 'utf8');
+  return fs.readFileSync(file, 'utf8').replace(/\n?\/\/[#@] sourceMappingURL=[^\n]*/g, '');
 }
 
 /** JSON safe inside a `<script>` element: `<`, `>`, `&` and the JS line separators escaped. */
