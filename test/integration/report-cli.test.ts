@@ -71,6 +71,13 @@ test('--output writes the rendered report atomically (0600) and stdout carries t
   t.regex(fs.readFileSync(path.join(dir, 'out', 'report.txt'), 'utf8'), /│ \(total\) +│ +3 │/);
 });
 
+test('aggregate-report --help names every source counted, the inbox included', (t) => {
+  const { dir } = store(t);
+  const r = runCli(['aggregate-report', '--help'], { cwd: dir });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout.replace(/\s+/g, ' '), /Counts every acknowledged entry: batch files, failed batches awaiting retry, and entries still pending in the journal and in the inbox \(abandoned batches are reported, not counted\)\./);
+});
+
 test('bad options exit 2 naming the option, and nothing is written', (t) => {
   const { dir } = store(t);
   const cases: Array<[string[], string, RegExp]> = [
