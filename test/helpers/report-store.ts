@@ -21,23 +21,25 @@ function write(file: string, doc: unknown): string {
   return file;
 }
 
-/** Writes `aggregated/<id>.json` (or `team/<clone>/<id>.json` with `clone`); returns its path. */
-export function writeBatch(dataRoot: string, entries: Entry[], options: { clone?: string; mutate?: (b: BatchFile) => unknown } = {}): string {
-  const id = nextBatchId();
-  const batch = makeBatch(id, Date.UTC(2026, 2, 10), entries);
+/**
+ * Writes `aggregated/<id>.json` (or `team/<clone>/<id>.json` with `clone`), flushed at `at`
+ * (epoch ms, default 2026-03-10T00:00Z); returns its path.
+ */
+export function writeBatch(dataRoot: string, entries: Entry[], options: { clone?: string; at?: number; mutate?: (b: BatchFile) => unknown } = {}): string {
+  const id = nextBatchId(options.at);
+  const batch = makeBatch(id, options.at ?? Date.UTC(2026, 2, 10), entries);
   const dir = options.clone === undefined ? storeLayout(dataRoot).aggregated : path.join(dataRoot, 'team', options.clone);
   return write(path.join(dir, `${id}.json`), options.mutate ? options.mutate(batch) : batch);
 }
 
-function failedDoc(entries: Entry[]): { id: string; doc: FailedBatchFile } {
-  const id = nextBatchId();
-  const at = Date.UTC(2026, 2, 10);
+function failedDoc(entries: Entry[], at = Date.UTC(2026, 2, 10)): { id: string; doc: FailedBatchFile } {
+  const id = nextBatchId(at);
   return { id, doc: { ...makeBatch(id, at, entries), failedAt: at, retryCount: 0, lastRetryAt: null, lastError: 'EIO: test', nextRetryAt: at } };
 }
 
-/** Writes `aggregated/recovery/<id>.failed.json`. */
-export function writeFailed(dataRoot: string, entries: Entry[]): string {
-  const { id, doc } = failedDoc(entries);
+/** Writes `aggregated/recovery/<id>.failed.json`, flushed at `at` (epoch ms, default 2026-03-10T00:00Z). */
+export function writeFailed(dataRoot: string, entries: Entry[], at?: number): string {
+  const { id, doc } = failedDoc(entries, at);
   return write(path.join(storeLayout(dataRoot).recovery, `${id}.failed.json`), doc);
 }
 

@@ -33,7 +33,7 @@ test('stdout carries the JSON document by default, the table with text, CSV with
   t.is(text.code, 0);
   t.regex(text.stdout, /^Time report by task: 2026-03-02 – 2026-03-03\n/);
   t.regex(text.stdout, /│ T-1 +│ +1 │ +0 │ +2\.00 │\n/);
-  t.regex(text.stdout, /│ total +│ +3 │ +1 │ +3\.00 │\n/);
+  t.regex(text.stdout, /│ \(total\) +│ +3 │ +1 │ +3\.00 │\n/);
 
   const csv = runCli(['aggregate-report', '--by=user', '--format=csv'], { cwd: dir });
   t.is(csv.code, 0);
@@ -68,7 +68,14 @@ test('--output writes the rendered report atomically (0600) and stdout carries t
 
   const text = runCli(['aggregate-report', '--format=text', '--output=out/report.txt'], { cwd: dir });
   t.is(text.json.result.output, path.join(dir, 'out', 'report.txt'));
-  t.regex(fs.readFileSync(path.join(dir, 'out', 'report.txt'), 'utf8'), /│ total +│ +3 │/);
+  t.regex(fs.readFileSync(path.join(dir, 'out', 'report.txt'), 'utf8'), /│ \(total\) +│ +3 │/);
+});
+
+test('aggregate-report --help names every source counted, the inbox included', (t) => {
+  const { dir } = store(t);
+  const r = runCli(['aggregate-report', '--help'], { cwd: dir });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout.replace(/\s+/g, ' '), /Counts every acknowledged entry: batch files, failed batches awaiting retry, and entries still pending in the journal and in the inbox \(abandoned batches are reported, not counted\)\./);
 });
 
 test('bad options exit 2 naming the option, and nothing is written', (t) => {
@@ -101,6 +108,22 @@ test('a batch file that cannot be trusted: exit 1, every such file listed, no re
   t.is(r.stdout, '');
   t.regex(r.stderr, /1 stored file\(s\) under .* could not be trusted, so no report was made/);
   t.regex(r.stderr, new RegExp(`  - aggregated/${path.basename(bad).replace('.', '\\.')}: entryCount does not match its entries\n`));
+});
+
+// Root reads a chmod 000 file: skipped then (the unit test covers it with a faulty file port).
+(process.getuid?.() === 0 ? test.skip : test)('a batch file the user cannot read (chmod 000): exit 1 E_IO naming the file, not a repair hint', (t) => {
+  const { dir, dataRoot } = store(t);
+  const file = writeBatch(dataRoot, [commit('c9', 'eve', '2026-03-04T10:00:00Z')]);
+  fs.chmodSync(file, 0o000);
+  t.teardown(() => fs.chmodSync(file, 0o600));
+  const r = runCli(['aggregate-report'], { cwd: dir });
+  t.is(r.code, 1);
+  const doc = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; message: string; details: Array<{ path: string }> } };
+  t.is(doc.ok, false);
+  t.is(doc.error.code, 'E_IO');
+  t.regex(doc.error.message, new RegExp(`^Could not read aggregated/${path.basename(file).replace('.', '\\.')} under ${dataRoot} \\(cannot be read: EACCES`));
+  t.deepEqual(doc.error.details.map((d) => d.path), [`aggregated/${path.basename(file)}`]);
+  t.false(r.stdout.includes('aggregate-validate'));
 });
 
 test('reports taken while other processes append, flush and compact never lose or double-count an acknowledged entry', async (t) => {

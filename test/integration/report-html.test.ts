@@ -43,6 +43,7 @@ test('the HTML report renders in chromium: no errors, no network, one bar per da
   t.false(html.includes(XSS_SCRIPT));
   t.false(html.includes(XSS_IMG));
   t.false(/\b(?:src|href)=["']?https?:/i.test(html)); // nothing to fetch
+  t.false(html.includes('sourceMappingURL')); // the inlined Chart.js bundle's map comment is stripped
 
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
@@ -84,7 +85,7 @@ test('the HTML report renders in chromium: no errors, no network, one bar per da
     [XSS_IMG, '1', '1', '0.00'],
     [XSS_SCRIPT, '1', '0', '1.50'],
     ['alice', '3', '0', '3.50'],
-    ['total', '5', '1', '5.00'],
+    ['(total)', '5', '1', '5.00'],
   ]);
   t.is(await page.textContent('#date-range'), '2026-03-02 – 2026-03-05');
   t.is(await page.evaluate(() => (globalThis as unknown as { __pwned?: number }).__pwned), undefined);

@@ -8,10 +8,14 @@ import { aggregateReport, type AggregateReportResult } from '../../plugins/aggre
 import { queueInInbox } from '../../plugins/aggregation/inbox.js';
 import { storeLayout } from '../../plugins/aggregation/layout.js';
 import { renderCsv, renderHtml, renderText } from '../../plugins/aggregation/report/render.js';
+import { createReportAccumulator, sessionGroup } from '../../plugins/aggregation/report/summarize.js';
 import { parseBound, parseReportZone } from '../../plugins/aggregation/report/time.js';
+import { readPendingSnapshot } from '../../plugins/aggregation/journal.js';
 import type { Entry } from '../../plugins/aggregation/types.js';
 import { commit, session, writeAbandoned, writeBatch, writeFailed } from '../helpers/report-store.js';
 import { createFaultyFsPort, withTempStore, type TempStore } from '../helpers/store.js';
+import { createNodeFsPort } from '../../src/core/fs-port.js';
+import { BATCH_MESSAGES } from '../../plugins/aggregation/batch-store.js';
 
 const H = 3_600_000;
 
@@ -142,6 +146,84 @@ test('a longer session counts once even when its earlier import is in a batch fi
   t.is(r.excluded.supersededSessions, 1);
 });
 
+test('piped time-tracking entries that share a metadata.sessionId each count: only sessions-source ids are re-imports of one session', async (t) => {
+  const s = withTempStore(t, { batchSize: 500 });
+  const piped = (taskId: string, iso: string, minutes: number) => ({ userId: 'ana', action: 'time-tracking', timestamp: iso, metadata: { sessionId: 'daily', taskId, duration: minutes * 60_000 } });
+  const r0 = await aggregate.run(
+    { entry: [JSON.stringify([piped('A', '2026-03-02T09:00:00Z', 25), piped('B', '2026-03-02T10:00:00Z', 25), piped('C', '2026-03-03T09:00:00Z', 20)])], source: [] },
+    s.ctx,
+  );
+  t.like(r0, { accepted: 3, pending: 3 });
+  // The same three entries in a batch file too (a flush met while reading): still 3, not 9.
+  const { pending } = readPendingSnapshot(storeLayout(s.dataRoot).journal, s.ctx.fs);
+  writeBatch(s.dataRoot, pending);
+  const r = await report(s, { by: 'task' });
+  t.deepEqual(r.rows, [
+    { key: 'A', entries: 1, commits: 0, trackedMs: 25 * 60_000 },
+    { key: 'B', entries: 1, commits: 0, trackedMs: 25 * 60_000 },
+    { key: 'C', entries: 1, commits: 0, trackedMs: 20 * 60_000 },
+  ]);
+  t.deepEqual(r.totals, { entries: 3, commits: 0, trackedMs: 70 * 60_000 });
+  t.is(r.excluded.supersededSessions, 0);
+  t.is(r.excluded.duplicates, 3);
+  const text = renderText(await report(s, { by: 'user' }));
+  t.regex(text, /│ ana +│ +3 │ +0 │ +1\.17 │/);
+  t.false(text.includes('earlier import'));
+});
+
+test('sessions-source re-imports group by id without the duration: old-format ids, pseudonymized folders; a piped session: id is not grouped', (t) => {
+  t.is(sessionGroup('session:alice:s1:3600000'), 'session:alice:s1');
+  t.is(sessionGroup('session:alice:start-1772442000000:900000'), 'session:alice:start-1772442000000');
+  t.is(sessionGroup('session:u_0123456789abcdef01234567:s1:60000'), 'session:u_0123456789abcdef01234567:s1');
+  t.is(sessionGroup('session:alice:s1'), 'session:alice:s1'); // older format: the group as is
+  t.is(sessionGroup('session:alice:a:b:5'), 'session:alice:a:b');
+  t.is(sessionGroup('ana-daily-1'), undefined);
+  t.is(sessionGroup('session:alice'), undefined);
+  const acc = createReportAccumulator({ by: 'user', zone: parseReportZone(undefined), redactKeys: [] });
+  const old: Entry = { entryId: 'session:alice:s1', userId: 'alice', action: 'time-tracking', timestamp: Date.parse('2026-03-02T09:00:00Z'), metadata: { sessionId: 's1', duration: H } };
+  acc.add(old, { at: 1, container: 0 });
+  acc.add(session('alice', 's1', '2026-03-02T09:00:00Z', 2 * H), { at: 2, container: 1 });
+  // Not a sessions-source id (a note someone piped), though shaped alike in metadata: counts on its own.
+  acc.add({ ...old, entryId: 'piped-1', metadata: { sessionId: 's1', duration: H } }, { at: 2, container: 1 });
+  const sum = acc.finish();
+  t.deepEqual(sum.rows, [{ key: 'alice', entries: 2, commits: 0, trackedMs: 3 * H }]);
+  t.is(sum.supersededSessions, 1);
+});
+
+test('a session corrected downwards counts at its latest import (the one stored last), not its longest', async (t) => {
+  const s = withTempStore(t, { batchSize: 500 });
+  const day1 = Date.UTC(2026, 2, 2, 18);
+  const day2 = Date.UTC(2026, 2, 3, 18);
+  // A forgotten timer: 2 h stored first, corrected to 30 min in a later batch file (listed first by name).
+  writeBatch(s.dataRoot, [session('alice', 's1', '2026-03-02T09:00:00Z', 2 * H, 'T-1')], { at: day2 });
+  writeBatch(s.dataRoot, [session('alice', 's1', '2026-03-02T09:00:00Z', 30 * 60_000, 'T-1')], { at: day2 + 1 });
+  // bob: 3 h in a failed batch, corrected to 1 h, still pending: pending is later than any batch.
+  writeFailed(s.dataRoot, [session('bob', 's1', '2026-03-02T09:00:00Z', 3 * H)], day1);
+  await appendPending(s, [session('bob', 's1', '2026-03-02T09:00:00Z', H)]);
+  // carol: both imports in one batch file, the shorter one stored after the longer one.
+  writeBatch(s.dataRoot, [session('carol', 's1', '2026-03-02T09:00:00Z', 4 * H), session('carol', 's1', '2026-03-02T09:00:00Z', 15 * 60_000)], { at: day1 });
+  // dave: two batch files with the same flush time: the longer duration.
+  writeBatch(s.dataRoot, [session('dave', 's1', '2026-03-02T09:00:00Z', 2 * H)], { at: day1 });
+  writeBatch(s.dataRoot, [session('dave', 's1', '2026-03-02T09:00:00Z', H)], { at: day1 });
+  s.clock.advance(1_000);
+  const r = await report(s);
+  t.deepEqual(r.rows, [
+    { key: 'alice', entries: 1, commits: 0, trackedMs: 30 * 60_000 },
+    { key: 'bob', entries: 1, commits: 0, trackedMs: H },
+    { key: 'carol', entries: 1, commits: 0, trackedMs: 15 * 60_000 },
+    { key: 'dave', entries: 1, commits: 0, trackedMs: 2 * H },
+  ]);
+  t.deepEqual(r.totals, { entries: 4, commits: 0, trackedMs: 3.75 * H });
+  t.is(r.excluded.supersededSessions, 4);
+  t.is(r.excluded.duplicates, 0);
+  // Team scope, same rule: the clone's later batch file wins over the local earlier one.
+  writeBatch(s.dataRoot, [session('erin', 's9', '2026-03-02T09:00:00Z', 5 * H)], { at: day1 });
+  writeBatch(s.dataRoot, [session('erin', 's9', '2026-03-02T09:00:00Z', 45 * 60_000)], { at: day2, clone: 'clone-b' });
+  const team = await report(s, { scope: 'team' });
+  t.deepEqual(team.rows.find((row) => row.key === 'erin'), { key: 'erin', entries: 1, commits: 0, trackedMs: 45 * 60_000 });
+  t.is(team.excluded.supersededSessions, 5);
+});
+
 test('--by=task, branch and action: missing values are "(none)"; commits count commit entries only', async (t) => {
   const s = withTempStore(t);
   writeBatch(s.dataRoot, [
@@ -204,6 +286,34 @@ test('a damaged, tampered or newer-version batch file stops the report (exit 1) 
   const teamError = await t.throwsAsync(report(s, { scope: 'team' }));
   t.is((teamError as unknown as { details: unknown[] }).details.length, 3);
   t.true((teamError as unknown as { details: Array<{ path: string; message: string }> }).details.some((d) => d.path === 'team/clone-b/batch_1773100800000_0000abcd.json' && d.message === 'is not valid JSON'));
+});
+
+test('an unreadable batch file is E_IO naming the file; an older-format one says to run aggregate-migrate, in the headline', async (t) => {
+  const s = withTempStore(t);
+  const good = writeBatch(s.dataRoot, [commit('ok', 'u', '2026-03-02T10:00:00Z')]);
+  const rel = path.relative(s.dataRoot, good);
+  s.setFs(createFaultyFsPort((op, args) => (op === 'readFile' && args[0] === good ? 'EACCES' : undefined)));
+  const io = await t.throwsAsync(report(s));
+  t.like(io, { code: 'E_IO', exitCode: 1 } as never);
+  t.is(
+    io!.message,
+    `Could not read ${rel} under ${s.dataRoot} (cannot be read: EACCES: injected fault on readFile ${good}), so no report was made and nothing was changed: check the file's permissions and the disk.`,
+  );
+  t.false(io!.message.includes('aggregate-validate'));
+  t.deepEqual((io as unknown as { details: unknown[] }).details, [{ path: rel, message: `cannot be read: EACCES: injected fault on readFile ${good}` }]);
+
+  s.setFs(createNodeFsPort());
+  const legacyFile = path.join(storeLayout(s.dataRoot).aggregated, 'batch_1773100800000_00000001.json');
+  fs.writeFileSync(legacyFile, JSON.stringify({ batchId: 'batch_1773100800000_00000001', timestamp: 1773100800, entries: [{ userId: 'u', action: 'x', timestamp: 1773100800 }] }));
+  const legacyRel = path.relative(s.dataRoot, legacyFile);
+  const legacy = await t.throwsAsync(report(s));
+  t.like(legacy, { code: 'E_CORRUPT', exitCode: 1 } as never);
+  t.is(
+    legacy!.message,
+    `1 stored file(s) under ${s.dataRoot} could not be trusted, so no report was made (a total without them would be wrong): ${legacyRel} is in the older batch format (no version): run provider-bridge aggregate-migrate to upgrade it.`,
+  );
+  t.false(legacy!.message.includes('aggregate-validate'));
+  t.deepEqual((legacy as unknown as { details: unknown[] }).details, [{ path: legacyRel, message: BATCH_MESSAGES.legacy(legacyRel, null) }]);
 });
 
 test('redaction: a field under a redaction key is shown as [REDACTED], and a redacted value appears in no format', async (t) => {
@@ -271,7 +381,7 @@ test('text is an aligned table with a total row; csv has a header and quotes wha
       '│ =HYPERLINK("http://x") │       1 │       0 │        0.01 │',
       '│ alice                  │       1 │       0 │        1.50 │',
       '│ bob, the "builder"     │       1 │       1 │        0.00 │',
-      '│ total                  │       3 │       1 │        1.51 │',
+      '│ (total)                │       3 │       1 │        1.51 │',
       '└────────────────────────┴─────────┴─────────┴─────────────┘',
     ].join('\n'),
   );
@@ -279,6 +389,50 @@ test('text is an aligned table with a total row; csv has a header and quotes wha
     await renderCsv(r),
     ['user,entries,commits,trackedMs,trackedHours', `"'=HYPERLINK(""http://x"")",1,0,36000,0.01`, 'alice,1,0,5400000,1.50', '"bob, the ""builder""",1,1,0,0.00', ''].join('\n'),
   );
+});
+
+test('control and bidi characters in a key are shown as \\u escapes in text, csv and html; JSON keeps the raw value; a user called "total" is not the (total) row', async (t) => {
+  const s = withTempStore(t);
+  const evil = 'line\u202Eevil\tx';
+  writeBatch(s.dataRoot, [
+    session('total', 'a', '2026-03-02T08:00:00Z', H, evil),
+    session('bob', 'b', '2026-03-02T09:00:00Z', 30 * 60_000, 'nl\nbr\u2066\u0085'),
+  ]);
+  const byTask = await report(s, { by: 'task', format: 'html' });
+  t.deepEqual(byTask.rows.map((row) => row.key), ['line\u202Eevil\tx', 'nl\nbr\u2066\u0085']); // raw in the result (JSON)
+  t.true(JSON.stringify(byTask.rows).includes('"key":"line\u202Eevil\\tx"')); // JSON: the raw U+202E, the tab as JSON's \t
+  const text = renderText(byTask);
+  t.is(
+    text,
+    [
+      'Time report by task: 2026-03-02',
+      "days in UTC (commits on their author's local day); local scope",
+      '┌────────────────────────┬─────────┬─────────┬─────────────┐',
+      '│ task                   │ entries │ commits │ tracked (h) │',
+      '├────────────────────────┼─────────┼─────────┼─────────────┤',
+      '│ line\\u202Eevil\\u0009x  │       1 │       0 │        1.00 │',
+      '│ nl\\u000Abr\\u2066\\u0085 │       1 │       0 │        0.50 │',
+      '│ (total)                │       2 │       0 │        1.50 │',
+      '└────────────────────────┴─────────┴─────────┴─────────────┘',
+    ].join('\n'),
+  );
+  t.is(
+    await renderCsv(byTask),
+    'task,entries,commits,trackedMs,trackedHours\nline\\u202Eevil\\u0009x,1,0,3600000,1.00\nnl\\u000Abr\\u2066\\u0085,1,0,1800000,0.50\n',
+  );
+  const html = await renderHtml(byTask);
+  t.true(html.includes('<td>line\\u202Eevil\\u0009x</td>'));
+  t.true(html.includes('"task":"line\\\\u202Eevil\\\\u0009x"')); // chart label, in the JSON data block
+  t.false(/[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/.test(html.replace(/<script>[\s\S]*?<\/script>/g, '')));
+
+  const byUser = renderText(await report(s, { by: 'user' }));
+  const lines = byUser.split('\n');
+  t.deepEqual(lines.slice(-4), [
+    '│ bob     │       1 │       0 │        0.50 │',
+    '│ total   │       1 │       0 │        1.00 │',
+    '│ (total) │       2 │       0 │        1.50 │',
+    '└─────────┴─────────┴─────────┴─────────────┘',
+  ]);
 });
 
 test('option values: --tz, --since and --until are checked and named', (t) => {

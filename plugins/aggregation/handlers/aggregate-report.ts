@@ -21,7 +21,7 @@ import { CorruptError, IoError, UsageError } from '../../../src/core/errors.js';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import { toIoError, withStore } from '../aggregator.js';
 import { storeLayout } from '../layout.js';
-import { readReportEntries, type ReportSources } from '../report/read.js';
+import { readReportEntries, type ReportProblem, type ReportProblemKind, type ReportSources } from '../report/read.js';
 import { renderCsv, renderHtml, renderText } from '../report/render.js';
 import { createReportAccumulator, REPORT_BY, type DailyChart, type ReportBy, type ReportRow, type ReportTotals } from '../report/summarize.js';
 import { assertBoundsOrder, formatBound, parseBound, parseReportZone } from '../report/time.js';
@@ -91,8 +91,8 @@ const renderers: Record<(typeof REPORT_FORMATS)[number], (r: AggregateReportResu
 
 /**
  * The `aggregate-report` action. Throws UsageError (exit 2) for a bad option, CorruptError
- * (exit 1) listing every untrusted file, IoError (exit 1) when `--output` cannot be written or a
- * store folder cannot be listed.
+ * (exit 1) listing every untrusted file, IoError (exit 1) when `--output` cannot be written, a
+ * store file cannot be read or a store folder cannot be listed (see problemsError).
  */
 export const aggregateReport: HandlerDefinition<typeof AggregateReportInput, AggregateReportResult> = {
   name: 'aggregate-report',
@@ -101,8 +101,9 @@ export const aggregateReport: HandlerDefinition<typeof AggregateReportInput, Agg
          [--until=DATE] [--tz=ZONE] [--scope=local|team] [--format=json|text|csv|html] [--output=FILE]
 
 Counts every acknowledged entry: batch files, failed batches awaiting retry, and entries still
-pending in the journal (abandoned batches are reported, not counted). Each entry id counts once;
-a work session imported again with a longer duration counts once, at its longest duration.
+pending in the journal and in the inbox (abandoned batches are reported, not counted). Each
+entry id counts once; a work session the sessions source imported again with another duration
+counts once, at its latest import (the one stored last).
 
   --by      grouping (default user); task = metadata.taskId, branch = metadata.branch,
             "(none)" when absent
@@ -116,7 +117,8 @@ a work session imported again with a longer duration counts once, at its longest
   --output  write the rendered report to FILE (atomically); stdout then carries the JSON document
             with "output" set to FILE's absolute path
 
-Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each listed) or read.`,
+Exit codes: 0 success; 2 bad option; 1 a store file could not be read (E_IO) or trusted (each
+listed, with its fix: aggregate-migrate for the older format, aggregate-validate --repair when damaged).`,
   options: {
     by: { type: 'string' },
     since: { type: 'string' },
@@ -144,17 +146,11 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
     const accumulator = createReportAccumulator({ by: input.by, zone, since, until, redactKeys: ctx.config.privacy.redactKeys, daily: format === 'html' });
     let read: ReturnType<typeof readReportEntries>;
     try {
-      read = readReportEntries(ctx, input.scope, (entry) => accumulator.add(entry));
+      read = readReportEntries(ctx, input.scope, (entry, stored) => accumulator.add(entry, stored));
     } catch (error) {
       throw toIoError(error, ctx.dataRoot);
     }
-    if (read.problems.length > 0) {
-      throw new CorruptError(
-        `${read.problems.length} stored file(s) under ${ctx.dataRoot} could not be trusted, so no report was made (a total without them would be wrong). ` +
-          `Run provider-bridge aggregate-validate --repair to move damaged local files to aggregated/recovery/errors/; a newer-version file needs an upgrade.`,
-        { details: read.problems },
-      );
-    }
+    if (read.problems.length > 0) throw problemsError(read.problems, ctx.dataRoot);
     const summary = accumulator.finish();
     const result: AggregateReportResult = {
       by: input.by,
@@ -199,6 +195,38 @@ Exit codes: 0 success; 2 bad option; 1 a store file could not be trusted (each l
     html: (r) => (r.output ? jsonDocument(r) : renderers.html(r)),
   },
 };
+
+/**
+ * The error for files that stopped the report, saying what fixes each kind (read.ts
+ * {@link ReportProblemKind}): IoError (`E_IO`, exit 1) when any file could not be read, naming
+ * it; otherwise CorruptError (`E_CORRUPT`, exit 1) whose headline names `aggregate-migrate` for
+ * older-format files, an upgrade for newer ones and `aggregate-validate --repair` for damaged
+ * ones. `details` lists every file.
+ */
+function problemsError(problems: ReportProblem[], dataRoot: string): IoError | CorruptError {
+  const of = (kind: ReportProblemKind) => problems.filter((p) => p.kind === kind).map((p) => p.detail);
+  const unreadable = of('unreadable');
+  const legacy = of('legacy');
+  const newer = of('newer-version');
+  const damaged = of('damaged');
+  const fixes: string[] = [];
+  if (legacy.length > 0) fixes.push(legacy.length === 1 ? legacy[0]!.message : `${legacy.length} files are in the older batch format (first: ${legacy[0]!.message})`);
+  if (newer.length > 0) fixes.push(`${newer.length} file(s) were written by a newer version of FlowForge Aggregation: upgrade the product to report on them`);
+  if (damaged.length > 0) fixes.push(`${damaged.length} file(s) are damaged: run provider-bridge aggregate-validate --repair to move damaged local files to aggregated/recovery/errors/`);
+  const details = problems.map((p) => p.detail);
+  if (unreadable.length > 0) {
+    const first = unreadable[0]!;
+    return new IoError(
+      `Could not read ${unreadable.length === 1 ? first.path : `${unreadable.length} stored files (first: ${first.path})`} under ${dataRoot} (${first.message}), so no report was made and nothing was changed: ` +
+        `check the file's permissions and the disk${fixes.length > 0 ? `; also ${fixes.join('; ')}` : ''}.`,
+      { details },
+    );
+  }
+  return new CorruptError(
+    `${problems.length} stored file(s) under ${dataRoot} could not be trusted, so no report was made (a total without them would be wrong): ${fixes.join('; ')}.`,
+    { details },
+  );
+}
 
 /**
  * Applies the age trigger when the store exists and its lock is free within

@@ -30,6 +30,7 @@ import { inboxDir } from '../inbox.js';
 import { readPendingSnapshot } from '../journal.js';
 import { storeLayout } from '../layout.js';
 import type { Entry } from '../types.js';
+import type { StoredAt } from './summarize.js';
 
 /** `<data root>/team/`: one folder per other clone, written by `aggregate-sync`. */
 export const teamDir = (dataRoot: string): string => storeLayout(dataRoot).team;
@@ -64,8 +65,22 @@ export interface ReadOutcome {
   quarantinedFiles: number;
   /** Things the reader noticed that do not stop the report (listed in the result). */
   warnings: string[];
-  /** Files that could not be trusted; the caller refuses to report when there is any. */
-  problems: ErrorDetail[];
+  /** Files that could not be trusted, and why; the caller refuses to report when there is any. */
+  problems: ReportProblem[];
+}
+
+/**
+ * Why a file stopped the report, which says what fixes it: `unreadable` (the file system refused:
+ * permissions, disk), `legacy` (older batch format: `aggregate-migrate`), `newer-version`
+ * (upgrade the product), `damaged` (not JSON, wrong shape, checksum or entryCount mismatch:
+ * `aggregate-validate --repair`).
+ */
+export type ReportProblemKind = 'unreadable' | 'legacy' | 'newer-version' | 'damaged';
+
+export interface ReportProblem {
+  kind: ReportProblemKind;
+  /** `path` relative to the data root; `message` says what is wrong with the file. */
+  detail: ErrorDetail;
 }
 
 const PROBLEM_TEXT: Record<BatchProblem, string> = {
@@ -87,11 +102,13 @@ function problemText(file: string, read: Exclude<BatchRead, { batch: unknown }>)
 
 /**
  * Calls `visit` for every entry of the sources of `scope`, in the order of the module comment
- * (an id may come more than once). A file that cannot be trusted is listed in `problems` and its
+ * (an id may come more than once), with where it is stored: the container's flush time
+ * (`timestamp` of a batch or failed batch file; `Infinity` for the journal and each inbox file,
+ * whose entries are not flushed yet) and a number per container (each file, the journal). A file that cannot be trusted is listed in `problems` and its
  * entries are not visited; the caller must not report then. Throws only when a folder cannot be
  * listed or the journal cannot be read (the port's error).
  */
-export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry) => void): ReadOutcome {
+export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit: (entry: Entry, stored: StoredAt) => void): ReadOutcome {
   const layout = storeLayout(ctx.dataRoot);
   const outcome: ReadOutcome = {
     sources: { batchFiles: 0, failedBatches: 0, pendingEntries: 0, teamClones: 0, teamBatchFiles: 0 },
@@ -101,7 +118,10 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     problems: [],
   };
   const rel = (file: string) => path.relative(ctx.dataRoot, file);
-  const unreadable = (file: string, error: unknown) => outcome.problems.push({ path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` });
+  const unreadable = (file: string, error: unknown) =>
+    outcome.problems.push({ kind: 'unreadable', detail: { path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` } });
+  let containers = 0;
+  const pending = (): StoredAt => ({ at: Number.POSITIVE_INFINITY, container: containers++ });
   const list = (dir: string, pattern: RegExp) =>
     ctx.fs
       .readdir(dir)
@@ -125,15 +145,17 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
         .filter((line) => line !== '')
         .map((line) => JSON.parse(line) as Entry);
     } catch {
-      outcome.problems.push({ path: rel(file), message: 'is not valid NDJSON' });
+      outcome.problems.push({ kind: 'damaged', detail: { path: rel(file), message: 'is not valid NDJSON' } });
       continue;
     }
     outcome.sources.pendingEntries += entries.length;
-    for (const entry of entries) visit(entry);
+    const stored = pending();
+    for (const entry of entries) visit(entry, stored);
   }
   const journal = readPendingSnapshot(layout.journal, ctx.fs);
   outcome.sources.pendingEntries += journal.pending.length;
-  for (const entry of journal.pending) visit(entry);
+  const journalStored = pending();
+  for (const entry of journal.pending) visit(entry, journalStored);
   if (journal.badRecords > 0) {
     outcome.warnings.push(`${journal.badRecords} journal record(s) failed their checksum and were not counted; the next aggregate call moves them to ${rel(layout.errors)}/`);
   }
@@ -149,10 +171,13 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     }
     if (read === undefined) return false; // ENOENT: a failed batch recovered meanwhile (met again as a batch file)
     if ('problem' in read) {
-      outcome.problems.push({ path: rel(file), message: problemText(rel(file), read) });
+      const kind = read.problem === 'legacy' || read.problem === 'newer-version' ? read.problem : 'damaged';
+      outcome.problems.push({ kind, detail: { path: rel(file), message: problemText(rel(file), read) } });
       return false;
     }
-    for (const entry of read.batch.entries) visit(entry);
+    const flushedAt = read.batch.timestamp;
+    const stored: StoredAt = { at: typeof flushedAt === 'number' && Number.isFinite(flushedAt) ? flushedAt : 0, container: containers++ };
+    for (const entry of read.batch.entries) visit(entry, stored);
     return true;
   };
   // 3. Failed batches, then 4. batch files: the recovery pass turns the first into the second,

@@ -16,6 +16,26 @@ const MS_PER_HOUR = 3_600_000;
 /** Hours with two decimals, e.g. `1.50` for 5,400,000 ms. */
 export const hours = (ms: number): string => (ms / MS_PER_HOUR).toFixed(2);
 
+/**
+ * Label of the total row (text and HTML). Parenthesized like `(none)`: the tool's own
+ * labels; a key that reads the same is still a row above it, the total row is always last.
+ */
+export const TOTAL_LABEL = '(total)';
+
+/**
+ * Control characters that would break a table or turn text around: C0 (U+0000–U+001F, tab and
+ * newline included), DEL and C1 (U+007F–U+009F), and the bidi controls U+200E, U+200F,
+ * U+202A–U+202E, U+2066–U+2069.
+ */
+const UNSAFE_IN_KEY = /[\u0000-\u001F\u007F-\u009F\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+
+/**
+ * A key as rendered in text, CSV and HTML: each control or bidi character of
+ * {@link UNSAFE_IN_KEY} as a visible `\uXXXX` escape (`\u202E`, `\u0009` for a tab), so a
+ * taskId cannot break the table's lines or reverse the text after it. JSON keeps the raw value.
+ */
+export const visibleKey = (key: string): string => key.replace(UNSAFE_IN_KEY, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`);
+
 /** `2026-03-01 – 2026-03-07`, or a note when nothing was counted. */
 function dayRange(r: AggregateReportResult): string {
   const { firstDay, lastDay } = r.range;
@@ -35,12 +55,12 @@ export function reportNotes(r: AggregateReportResult): string[] {
   const notes: string[] = [];
   if (e.abandonedBatches > 0) notes.push(`${e.abandonedBatches} abandoned batch(es) with ${e.abandonedEntries} entries are not counted (aggregated/recovery/abandoned/)`);
   if (e.quarantinedFiles > 0) notes.push(`${e.quarantinedFiles} quarantined file(s) in aggregated/recovery/errors/ are not counted`);
-  if (e.supersededSessions > 0) notes.push(`${e.supersededSessions} earlier import(s) of a session that grew are counted once, at the longest duration`);
+  if (e.supersededSessions > 0) notes.push(`${e.supersededSessions} earlier import(s) of a work session are not counted (each session counts once, at its latest import)`);
   if (e.outOfRange > 0) notes.push(`${e.outOfRange} entries outside the date range`);
   return [...notes, ...r.warnings];
 }
 
-/** An aligned table (cli-table3): one row per key and a total row, then the notes. */
+/** An aligned table (cli-table3): one row per key (see {@link visibleKey}) and a {@link TOTAL_LABEL} row, then the notes. */
 export function renderText(r: AggregateReportResult): string {
   const Table = require('cli-table3') as typeof import('cli-table3');
   const table = new Table({
@@ -49,8 +69,8 @@ export function renderText(r: AggregateReportResult): string {
     // No colours: the output is often piped or pasted into a bill. Compact: no line between rows.
     style: { head: [], border: [], compact: true },
   });
-  for (const row of r.rows) table.push([row.key, String(row.entries), String(row.commits), hours(row.trackedMs)]);
-  table.push(['total', String(r.totals.entries), String(r.totals.commits), hours(r.totals.trackedMs)]);
+  for (const row of r.rows) table.push([visibleKey(row.key), String(row.entries), String(row.commits), hours(row.trackedMs)]);
+  table.push([TOTAL_LABEL, String(r.totals.entries), String(r.totals.commits), hours(r.totals.trackedMs)]);
   const lines = [`Time report by ${r.by}: ${dayRange(r)}`, describeQuery(r), table.toString()];
   const notes = reportNotes(r);
   if (notes.length > 0) lines.push(...notes.map((n) => `note: ${n}`));
@@ -59,13 +79,13 @@ export function renderText(r: AggregateReportResult): string {
 
 /**
  * CSV (csv-stringify, RFC 4180 quoting): a header `<by>,entries,commits,trackedMs,trackedHours`
- * and one line per row; no total line, so the file sums cleanly in a spreadsheet. Values that a
+ * and one line per row (keys as {@link visibleKey}); no total line, so the file sums cleanly in a spreadsheet. Values that a
  * spreadsheet would run as a formula (`=`, `+`, `-`, `@`…) are prefixed with `'`.
  */
 export async function renderCsv(r: AggregateReportResult): Promise<string> {
   const { stringify } = await import('csv-stringify/sync');
   return stringify(
-    r.rows.map((row) => [row.key, row.entries, row.commits, row.trackedMs, hours(row.trackedMs)]),
+    r.rows.map((row) => [visibleKey(row.key), row.entries, row.commits, row.trackedMs, hours(row.trackedMs)]),
     { header: true, columns: [r.by, 'entries', 'commits', 'trackedMs', 'trackedHours'], escape_formulas: true },
   );
 }
@@ -73,10 +93,12 @@ export async function renderCsv(r: AggregateReportResult): Promise<string> {
 /**
  * Chart.js's UMD browser bundle, read from this package's node_modules: inlined into the HTML
  * so the page needs no network. (Reading a library's own file, like `import()`; not store data.)
+ * Its `//# sourceMappingURL=` comment is stripped: the map is not inlined, and a browser's
+ * developer tools would otherwise try to fetch it from the page's folder.
  */
 function chartJsBundle(): string {
   const file = path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.min.js');
-  return fs.readFileSync(file, 'utf8');
+  return fs.readFileSync(file, 'utf8').replace(/\n?\/\/[#@] sourceMappingURL=[^\n]*/g, '');
 }
 
 /** JSON safe inside a `<script>` element: `<`, `>`, `&` and the JS line separators escaped. */
@@ -139,14 +161,14 @@ export async function renderHtml(r: AggregateReportResult): Promise<string> {
   const daily = r.daily ?? { days: [], tasks: [] };
   const data = {
     days: daily.days,
-    tasks: daily.tasks.map((t) => ({ task: t.task, hours: t.trackedMs.map((ms) => Math.round((ms / MS_PER_HOUR) * 10_000) / 10_000) })),
+    tasks: daily.tasks.map((t) => ({ task: visibleKey(t.task), hours: t.trackedMs.map((ms) => Math.round((ms / MS_PER_HOUR) * 10_000) / 10_000) })),
     palette: PALETTE,
   };
   const library = chartJsBundle().replace(/<\/script/gi, '<\\/script');
   const csp = `default-src 'none'; script-src ${cspHash(library)} ${cspHash(INIT)}; style-src ${cspHash(STYLE)}; img-src data:; base-uri 'none'; form-action 'none'`;
   const cell = (tag: 'td' | 'th', text: string) => `<${tag}>${escape(text)}</${tag}>`;
   const rows = r.rows
-    .map((row) => `<tr>${cell('td', row.key)}${cell('td', String(row.entries))}${cell('td', String(row.commits))}${cell('td', hours(row.trackedMs))}</tr>`)
+    .map((row) => `<tr>${cell('td', visibleKey(row.key))}${cell('td', String(row.entries))}${cell('td', String(row.commits))}${cell('td', hours(row.trackedMs))}</tr>`)
     .join('\n');
   const notes = reportNotes(r);
   return `<!doctype html>
@@ -167,7 +189,7 @@ export async function renderHtml(r: AggregateReportResult): Promise<string> {
 <tbody>
 ${rows}
 </tbody>
-<tfoot><tr>${cell('th', 'total')}${cell('th', String(r.totals.entries))}${cell('th', String(r.totals.commits))}${cell('th', hours(r.totals.trackedMs))}</tr></tfoot>
+<tfoot><tr>${cell('th', TOTAL_LABEL)}${cell('th', String(r.totals.entries))}${cell('th', String(r.totals.commits))}${cell('th', hours(r.totals.trackedMs))}</tr></tfoot>
 </table>
 ${notes.length > 0 ? `<ul class="notes">${notes.map((n) => `<li>${escape(n)}</li>`).join('')}</ul>` : ''}
 <script type="application/json" id="report-data">${scriptJson(data)}</script>

@@ -3,17 +3,23 @@
  * progress, two clones' copies of one commit), rows out. Pure: no disk, no clock.
  *
  * Rules (README "Reports"):
- * - Each entry id counts once. Work-session entries need no id set for it: a repeated id is the
- *   same session at the same duration, which the session rule below counts once anyway.
+ * - Each entry id counts once. Work-session entries need no id set for it: a repeated id is
+ *   met as the entry counted for its session (or as an earlier import, not counted anyway).
  *   Other entries are checked against a set of the ids seen.
  * - `entries` counts entries, `commits` counts entries with action `commit`, `trackedMs` sums
  *   `metadata.duration` (milliseconds, any action) of the entries counted.
- * - A work session is counted once: the `time-tracking` entries of one session — same `userId`
- *   and `metadata.sessionId`, or, for a session file entry without a session id, the same
- *   `session:<user folder>:start-<ms>` id stem — collapse to the one with the longest duration.
- *   The sessions source stores a session again when its duration grew (its id ends with the
- *   duration, see sources/sessions.ts), and FlowForge sessions only grow, so the longest is the
- *   latest.
+ * - A work session is counted once: the entries the sessions source made for one session —
+ *   action `time-tracking` and an entry id `session:<user folder>:<session id>:<duration ms>`
+ *   (sources/sessions.ts; the folder may be a pseudonym `u_<24 hex>`, privacy.ts) — are
+ *   re-imports of that session, grouped by the id without its last `:<duration ms>`
+ *   (`session:<user folder>:<session id>`; an id of the older format without the duration is
+ *   its own group key). Of a group, the LATEST import counts: the one stored last, i.e. in the
+ *   container (batch file, failed batch, journal, inbox file) with the latest flush time
+ *   (pending entries are later than any batch file); within one container the later entry;
+ *   between two containers of the same time the longer duration. So a session corrected
+ *   downwards (a forgotten timer fixed from 2 h to 30 min) counts 30 min. Every other entry —
+ *   piped `time-tracking` entries included, whatever their `metadata.sessionId` — counts on its
+ *   own, once per entry id.
  * - The day of an entry is its local date at `metadata.tz` (git commits) when present, else at
  *   the report zone (report/time.ts); a session counts on the day it started.
  * - `--since`/`--until` days are compared with that day, instants with the timestamp.
@@ -70,7 +76,7 @@ export interface ReportSummary {
   /** First and last day (`YYYY-MM-DD`) with a counted entry, or null when none. */
   firstDay: string | null;
   lastDay: string | null;
-  /** Session entries not counted because a longer entry of the same session was. */
+  /** Session entries not counted because a later import of the same session was. */
   supersededSessions: number;
   /** Entries outside `--since`/`--until`. */
   outOfRange: number;
@@ -92,9 +98,36 @@ export interface SummarizeOptions {
   daily?: boolean;
 }
 
+/**
+ * Where an entry was stored, for "the latest import of a session counts": `at` is the flush time
+ * of its container (epoch ms; `Infinity` for entries pending in the journal or inbox) and
+ * `container` tells containers apart (entries of one container are added in stored order).
+ */
+export interface StoredAt {
+  at: number;
+  container: number;
+}
+
+/** Where entries added without a {@link StoredAt} are: one pending container, in order. */
+const PENDING: StoredAt = { at: Number.POSITIVE_INFINITY, container: -1 };
+
+/**
+ * The re-import group of a sessions-source entry id: `session:<folder>:<session id>` for
+ * `session:<folder>:<session id>:<duration ms>` and for the older `session:<folder>:<session id>`;
+ * undefined for any other id.
+ */
+export function sessionGroup(entryId: string): string | undefined {
+  const m = /^(session:[^:]+:.+):\d+$/s.exec(entryId);
+  if (m) return m[1]!;
+  return /^session:[^:]+:./s.test(entryId) ? entryId : undefined;
+}
+
 export interface ReportAccumulator {
-  /** Adds one entry (a repeated entry id is counted in `duplicates`, nothing else). */
-  add(entry: Entry): void;
+  /**
+   * Adds one entry stored at `stored` (default: pending, after every entry added before). A
+   * repeated entry id is counted in `duplicates`, nothing else.
+   */
+  add(entry: Entry, stored?: StoredAt): void;
   finish(): ReportSummary;
 }
 
@@ -117,6 +150,9 @@ class SessionSlots {
   ids: string[] = [];
   day = new Int32Array(1024);
   task = new Int32Array(1024);
+  /** Flush time and container of the entry counted ({@link StoredAt}). */
+  at = new Float64Array(1024);
+  container = new Int32Array(1024);
   size = 0;
   add(): number {
     if (this.size === this.ms.length) {
@@ -129,6 +165,8 @@ class SessionSlots {
       this.row = grow(this.row);
       this.day = grow(this.day);
       this.task = grow(this.task);
+      this.at = grow(this.at);
+      this.container = grow(this.container);
     }
     return this.size++;
   }
@@ -136,7 +174,7 @@ class SessionSlots {
 
 /**
  * Creates an accumulator for one report (see the module comment for the rules). Every entry is
- * counted as it arrives; when a longer entry of a session already counted arrives, the earlier
+ * counted as it arrives; when a later import of a session already counted arrives, the earlier
  * one is taken out again. So nothing but a few numbers per session is kept: 1M entries fit in
  * well under a second and a few tens of MB.
  */
@@ -168,9 +206,8 @@ export function createReportAccumulator(options: SummarizeOptions): ReportAccumu
   const tasks: string[] = [];
   const taskIndex = new Map<string, number>();
   const slots = new SessionSlots();
-  /** userId → sessionId → slot; and session-file entries without a session id by id stem. */
-  const sessionsByUser = new Map<string, Map<string, number>>();
-  const sessionsById = new Map<string, number>();
+  /** Re-import group (`session:<folder>:<session id>`) → slot. */
+  const sessionsByGroup = new Map<string, number>();
   /** Ids of the entries that are not session entries. */
   const seen = new Set<string>();
   let sessionEntries = 0;
@@ -250,33 +287,20 @@ export function createReportAccumulator(options: SummarizeOptions): ReportAccumu
     }
   };
 
-  /** The slot of the entry's session (created when new), or undefined when it is not a session entry. */
+  /** The slot of the entry's session (created when new), or undefined when it is not a sessions-source entry. */
   const sessionSlot = (entry: Entry): { slot: number; fresh: boolean } | undefined => {
     if (entry.action !== 'time-tracking') return undefined;
-    const sessionId = entry.metadata?.sessionId;
-    let map: Map<string, number>;
-    let key: string;
-    if (typeof sessionId === 'string') {
-      let byUser = sessionsByUser.get(entry.userId);
-      if (!byUser) sessionsByUser.set(entry.userId, (byUser = new Map()));
-      map = byUser;
-      key = sessionId;
-    } else {
-      // A session-file entry without a session id: `session:<user folder>:start-<ms>:<duration ms>`.
-      const m = /^(session:.+:start-\d+):\d+$/.exec(entry.entryId);
-      if (!m) return undefined;
-      map = sessionsById;
-      key = m[1]!;
-    }
-    const slot = map.get(key);
+    const key = sessionGroup(entry.entryId);
+    if (key === undefined) return undefined;
+    const slot = sessionsByGroup.get(key);
     if (slot !== undefined) return { slot, fresh: false };
     const created = slots.add();
-    map.set(key, created);
+    sessionsByGroup.set(key, created);
     return { slot: created, fresh: true };
   };
 
   return {
-    add(entry) {
+    add(entry, stored = PENDING) {
       const ms = durationOf(entry);
       const session = sessionSlot(entry);
       if (session === undefined) {
@@ -297,8 +321,10 @@ export function createReportAccumulator(options: SummarizeOptions): ReportAccumu
       }
       sessionEntries++;
       if (!fresh) {
-        if (ms <= slots.ms[slot]!) return; // an earlier, shorter import: superseded
-        // A longer import of a session counted already: take the shorter one out.
+        const at = slots.at[slot]!;
+        const later = stored.at > at || (stored.at === at && (stored.container === slots.container[slot] || ms > slots.ms[slot]!));
+        if (!later) return; // an earlier import: superseded
+        // A later import of a session counted already: take the earlier one out.
         if (slots.row[slot] === -1) outOfRange--;
         else apply(slots.row[slot]!, slots.day[slot]!, slots.task[slot]!, slots.ms[slot]!, 0, -1);
       }
@@ -308,6 +334,8 @@ export function createReportAccumulator(options: SummarizeOptions): ReportAccumu
       slots.row[slot] = atRow;
       slots.day[slot] = atDay;
       slots.task[slot] = atTask;
+      slots.at[slot] = stored.at;
+      slots.container[slot] = stored.container;
       if (atRow === -1) outOfRange++;
       else apply(atRow, atDay, atTask, ms, 0, 1);
     },
@@ -345,7 +373,7 @@ function dailyChart(daily: Map<string, Map<string, number>>, firstDay: string | 
   const other = shown.length < ranked.length ? days.map(() => 0) : undefined;
   days.forEach((day, d) => {
     for (const [task, ms] of daily.get(day) ?? []) {
-      if (ms === 0) continue; // a session's shorter import, taken out again
+      if (ms === 0) continue; // a session's earlier import, taken out again
       const target = series.get(task) ?? other!;
       target[d]! += ms;
     }

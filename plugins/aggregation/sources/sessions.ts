@@ -26,14 +26,16 @@
  *
  * Decisions:
  * - ids: `session:<userDir>:<session id>:<duration ms>`, so re-reading the same files adds
- *   nothing (SPEC §4), and a session whose duration grew since the last import (FlowForge updates
- *   a session in place; sessions only grow) is stored again under a new id instead of being
- *   dropped as a duplicate. Reports count each (userId, sessionId) once, at its longest duration
- *   (report/summarize.ts). A session without an id gets `session:<userDir>:start-<start ms>:<duration
- *   ms>`. A session listed in both arrays is produced once.
+ *   nothing (SPEC §4), and a session whose duration changed since the last import (FlowForge
+ *   updates a session in place: it grows while it runs, and a user may correct it, e.g. a
+ *   forgotten timer cut from 2 h to 30 min) is stored again under a new id instead of being
+ *   dropped as a duplicate. Reports group these re-imports by the id without its last
+ *   `:<duration ms>` and count the latest one stored (report/summarize.ts). A session without an
+ *   id gets `session:<userDir>:start-<start ms>:<duration ms>`. A session listed in both arrays
+ *   is produced once.
  * - Stores written before this id format hold `session:<userDir>:<session id>`: the first import
  *   after the upgrade stores each completed session once more under the new id; reports still
- *   count it once (same userId and sessionId).
+ *   count it once (the old id is the group key of the new one).
  * - userId: the session's `userId`/`user`, else the file's `userId`, else the directory name.
  * - errors: a file that is not JSON, or a completed session whose times are unreadable or whose
  *   end precedes its start, rejects the whole call with an InputError (exit 2, nothing
