@@ -201,3 +201,17 @@ export class SimulatedDisk {
     return [...this.files].filter(([p]) => p.startsWith(dir + path.sep)).map(([file, inode]) => ({ file, data: inode.data }));
   }
 }
+
+/**
+ * Runs `step` on a simulated disk that may stop mid-way: true when it finished, false when the
+ * machine stopped during it ({@link MachineStopped}); any other error propagates.
+ */
+export async function finishedBeforeStop(step: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await step();
+    return true;
+  } catch (error) {
+    if (!(error instanceof MachineStopped)) throw error;
+    return false;
+  }
+}

@@ -13,7 +13,7 @@ import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-for
 import { aggregateMigrate } from '../../plugins/aggregation/handlers/aggregate-migrate.js';
 import { aggregateStatus } from '../../plugins/aggregation/handlers/aggregate-status.js';
 import { aggregateValidate } from '../../plugins/aggregation/handlers/aggregate-validate.js';
-import { MachineStopped, SimulatedDisk } from '../helpers/power-loss-fs.js';
+import { finishedBeforeStop, SimulatedDisk } from '../helpers/power-loss-fs.js';
 import { rawEntry, withTempStore } from '../helpers/store.js';
 
 const A = 'batch_1700000000000_k3j4h5g6f';
@@ -74,14 +74,7 @@ async function cutAtEveryStep(t: import('ava').ExecutionContext, mode: 'power' |
     port.writeFileDurable(path.join(agg, `recovery/${F}.failed.json`), JSON.stringify({ batchId: F, timestamp: 1700000700, entries: entriesF }));
 
     disk.crashAt = disk.calls + n;
-    let finished = false;
-    try {
-      await aggregateMigrate.run({ apply: true }, s.ctx);
-      finished = true;
-    } catch (error) {
-      if (!(error instanceof MachineStopped)) throw error;
-    }
-    if (finished) break;
+    if (await finishedBeforeStop(() => aggregateMigrate.run({ apply: true }, s.ctx))) break;
     steps++;
     if (mode === 'power') disk.powerLoss();
     disk.reboot();

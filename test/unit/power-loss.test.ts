@@ -14,7 +14,7 @@ import { resetStoreTuning, storeTuning } from '../../plugins/aggregation/aggrega
 import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
 import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
 import { aggregateRecover } from '../../plugins/aggregation/handlers/aggregate-recover.js';
-import { MachineStopped, SimulatedDisk } from '../helpers/power-loss-fs.js';
+import { finishedBeforeStop, MachineStopped, SimulatedDisk } from '../helpers/power-loss-fs.js';
 import { rawEntry, withTempStore } from '../helpers/store.js';
 
 type Store = ReturnType<typeof withTempStore>;
@@ -61,14 +61,7 @@ async function cutAtEveryStep(t: Parameters<typeof withTempStore>[0], mode: 'pow
     fs.mkdirSync(path.join(s.dataRoot, 'aggregated/journal'), { recursive: true });
     disk.crashAt = n;
     const acked = new Set<string>();
-    let finished = false;
-    try {
-      await scenario(s, disk, acked);
-      finished = true;
-    } catch (error) {
-      if (!(error instanceof MachineStopped)) throw error;
-    }
-    if (finished) break;
+    if (await finishedBeforeStop(() => scenario(s, disk, acked))) break;
     steps++;
     if (mode === 'power') disk.powerLoss();
     disk.reboot();
