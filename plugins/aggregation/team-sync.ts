@@ -487,7 +487,8 @@ async function materialize(ctx: HandlerContext, git: GitClient, layout: StoreLay
  * Checks a fetched batch's entries with the rules every entry passes on input (SPEC §4,
  * {@link validateEntries}: ids and action text, timestamp from 2000-01-01 to now +
  * `maxClockSkew`, duration 0–7 days in whole ms, metadata shape, size and depth), plus a
- * present `entryId` (stored entries always have one). A checksum only proves the batch is
+ * present `entryId` and a timestamp already in stored form, integer epoch ms (stored entries
+ * always have both). A checksum only proves the batch is
  * intact, not that its entries are sane: a teammate's ref is input like any other. Nothing is
  * redacted or changed here (the teammate's redaction applied when they recorded the entries);
  * only the issues count. Returns undefined when every entry passes, else the problem's message
@@ -497,7 +498,15 @@ function invalidEntries(ctx: HandlerContext, entries: readonly unknown[]): { mes
   const found: Array<{ index: number; path: string; message: string }> = [];
   entries.forEach((e, index) => {
     // A non-object item is reported by validation itself.
-    if (e !== null && typeof e === 'object' && !Array.isArray(e) && (e as { entryId?: unknown }).entryId === undefined) found.push({ index, path: `entries[${index}].entryId`, message: 'entryId is required in a stored entry' });
+    if (e === null || typeof e !== 'object' || Array.isArray(e)) return;
+    const entry = e as { entryId?: unknown; timestamp?: unknown };
+    if (entry.entryId === undefined) found.push({ index, path: `entries[${index}].entryId`, message: 'entryId is required in a stored entry' });
+    // Stored entries hold epoch milliseconds: the input forms (ISO text, epoch seconds) would be
+    // read as milliseconds by every reader of the file.
+    const ts = entry.timestamp;
+    if (typeof ts !== 'number' || !Number.isInteger(ts) || (ts >= 0 && ts < 1e11)) {
+      found.push({ index, path: `entries[${index}].timestamp`, message: 'a stored timestamp must be integer epoch milliseconds' });
+    }
   });
   try {
     validateEntries(entries as unknown[], { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: [] });

@@ -316,6 +316,9 @@ test('a checksummed batch whose entries fail input validation is not written; it
     withDuration('x-5', 1e15),
     withDuration('x-6', 'abc'),
     withDuration('x-7', 3_600_000.5),
+    // Input forms are not stored forms: a reader would take these for milliseconds.
+    { ...entry('x-8', 'bob'), timestamp: '2026-01-15T09:30:00Z' },
+    { ...entry('x-10', 'bob'), timestamp: 1_768_469_400 },
   ]);
   const good = sealed('batch_1768469400000_0000000e', [entry('x-9', 'bob', 9)]);
   const blob = (doc: unknown) => execFileSync('git', ['hash-object', '-w', '--stdin'], { cwd: x.dir, env: team.base.env, input: JSON.stringify(doc) }).toString().trim();
@@ -333,7 +336,7 @@ test('a checksummed batch whose entries fail input validation is not written; it
       cloneId: fakeId,
       batchId: 'batch_1768469400000_0000000d',
       problem: 'invalid-entries',
-      message: `7 of 8 entries fail entry validation; first: entries[1].metadata.duration: ${duration}`,
+      message: `9 of 10 entries fail entry validation; first: entries[1].metadata.duration: ${duration}`,
       entries: [
         { path: 'entries[1].metadata.duration', message: duration },
         { path: 'entries[2].timestamp', message: 'timestamp is before 2000-01-01T00:00:00Z' },
@@ -348,7 +351,7 @@ test('a checksummed batch whose entries fail input validation is not written; it
   // The text output says which batch and why; a report over the team sees only the good batch.
   const text = a.cli(['aggregate-sync', '--format=text']);
   t.is(text.code, 0);
-  t.true(text.stdout.includes(`left out: clone ${fakeId} batch batch_1768469400000_0000000d: 7 of 8 entries fail entry validation; first: entries[1].metadata.duration: ${duration}`), text.stdout);
+  t.true(text.stdout.includes(`left out: clone ${fakeId} batch batch_1768469400000_0000000d: 9 of 10 entries fail entry validation; first: entries[1].metadata.duration: ${duration}`), text.stdout);
   const report = a.cli(['aggregate-report', '--scope=team', '--by=user']);
   t.is(report.code, 0, report.stdout + report.stderr);
   t.deepEqual(report.json.result.rows, [

@@ -236,3 +236,36 @@ test('the host hands stdin over the limit, held bytes first, to the overflow sin
   t.is(Buffer.concat(received).toString(), '0123456789abcdefXYZ');
   t.true(ended);
 });
+
+test.serial('a file changed in place during pass 2 (same size, mtime put back): no changed chunk is stored', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  streamTuning.chunkEntries = 2000;
+  const now = s.clock.now() - 1000;
+  const file = path.join(s.dataRoot, '..', 'inplace.ndjson');
+  const text = ndjson(Array.from({ length: 12_000 }, (_, i) => rawEntry(i, now)));
+  t.true(text.length > 1024 * 1024 + 100_000, 'longer than one 1 MiB read');
+  fs.writeFileSync(file, text);
+  const opened = fs.statSync(file);
+  // When the first chunk is being stored, rewrite bytes past the first 1 MiB read, in place.
+  const port = { ...s.ctx.fs };
+  const openAppend = port.openAppend;
+  let changed = false;
+  port.openAppend = (f) => {
+    if (!changed && f.endsWith('journal.log')) {
+      changed = true;
+      const fd = fs.openSync(file, 'r+');
+      const at = 1024 * 1024 + 50_000;
+      const tail = Buffer.from(text.slice(at)).toString().replace(/"user-1"/g, '"EVIL-1"');
+      fs.writeSync(fd, Buffer.from(tail), 0, Buffer.byteLength(tail), at);
+      fs.closeSync(fd);
+      fs.utimesSync(file, opened.atime, opened.mtime);
+    }
+    return openAppend(f);
+  };
+  s.setFs(port);
+  const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: IoError });
+  const stored = Number(/: (\d+) entries were stored before the change/.exec(error!.message)?.[1]);
+  t.true(stored > 0 && stored < 12_000 && stored % 2000 === 0, error!.message);
+  const all = JSON.stringify(s.batches()) + fs.readFileSync(path.join(s.dataRoot, 'aggregated', 'journal', 'journal.log'), 'utf8');
+  t.false(all.includes('EVIL'));
+});

@@ -16,7 +16,7 @@ import { storeLayout } from '../layout.js';
 import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
 import type { RawSourceEntry } from '../sources/git-commit.js';
 import type { Entry, FlushedBatch } from '../types.js';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 
 export const SOURCES = ['sessions', 'git-commit', 'git-checkout', 'git-log'] as const;
@@ -419,8 +419,9 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
  *
  * @throws InputError (exit 2) listing up to 1,000 problems by line or `[index].field`
  * @throws RateLimitError (exit 2) when the whole input would exceed `rateLimit`; nothing stored
- * @throws IoError (exit 1) when the file changed after it was opened: before pass 2 nothing was
- *   stored; during pass 2 the chunks stored before are safe and a retry counts them as duplicates
+ * @throws IoError (exit 1) when the file changed after it was opened (replaced, or a chunk no
+ *   longer reads as pass 1 read it): before pass 2 nothing was stored; during pass 2 only chunks
+ *   identical to what pass 1 validated were stored, and a retry counts them as duplicates
  */
 async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entries: Entry[], skipped: SkippedEntry[], prepare: Prepare): Promise<AggregateResult> {
   const { ProblemSink, readNdjsonChunks, streamTuning } = await import('../stream-input.js');
@@ -440,9 +441,15 @@ async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entri
     const same = (st: { ino: number; size: number; mtimeMs: number } | undefined) => st !== undefined && st.ino === streamed.identity!.ino && st.size === streamed.identity!.size && st.mtimeMs === streamed.identity!.mtimeMs;
     if (!same(now) || !same(atPath)) throw changedError(stored);
   };
+  // A digest of every chunk pass 1 validated: pass 2 stores a chunk only when it reads the same
+  // items again, so a file changed in place (same inode, even with its mtime put back) can never
+  // slip content past validation or the rate limit.
+  const digests: string[] = [];
+  const digest = (items: unknown[]) => createHash('sha256').update(JSON.stringify(items)).digest('base64');
   if (!streamed.spool) {
     const readProblems = new ProblemSink();
     for (const chunk of readNdjsonChunks(streamed.fd, streamed.origin, streamed.bytes, chunkEntries, readProblems)) {
+      digests.push(digest(chunk.items));
       const valid = validateChunk(prepare, chunk, readProblems);
       if (valid) for (const e of valid) perUser.set(e.userId, (perUser.get(e.userId) ?? 0) + 1);
     }
@@ -459,7 +466,11 @@ async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entri
   const { validateEntries } = await import('../entry.js');
   const again: Prepare = streamed.spool ? (raw) => validateEntries(raw, { now: ctx.now(), maxClockSkew: ctx.config.maxClockSkew, redactKeys: ctx.config.privacy.redactKeys }) : prepare;
   const changed = new ProblemSink();
+  let chunkNumber = 0;
   for (const chunk of readNdjsonChunks(streamed.fd, streamed.origin, streamed.bytes, chunkEntries, changed)) {
+    const expected = streamed.spool ? undefined : digests[chunkNumber];
+    chunkNumber++;
+    if (!streamed.spool && (expected === undefined || digest(chunk.items) !== expected)) throw changedError(total.accepted);
     let valid: Entry[] | undefined;
     try {
       valid = changed.total === 0 ? again(chunk.items) : undefined;
@@ -476,7 +487,7 @@ async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entri
     total.batchAgeMs = part.batchAgeMs;
     if (part.queued) queued.push(part.queued);
   }
-  if (changed.total > 0) throw changedError(total.accepted);
+  if (changed.total > 0 || (!streamed.spool && chunkNumber !== digests.length)) throw changedError(total.accepted);
   assertUnchanged(total.accepted);
   if (queued.length > 0) total.queued = queued.join(', ');
   return total;
