@@ -69,7 +69,9 @@ export const ENTRY_MESSAGES = {
   invalidText: (n: number, origin: string) =>
     `${origin}: ${n} ${n === 1 ? 'line is' : 'lines are'} not valid JSON: nothing was accepted`,
   invalidArray: (origin: string) => `${origin}: not a valid JSON array: nothing was accepted`,
-  badJson: (reason: string) => `not valid JSON: ${reason}`,
+  // V8 quotes a piece of the offending text (`Unexpected token 'p', "password=h"... is not valid
+  // JSON`); that piece is input, possibly a secret, and error text reaches logs: drop it.
+  badJson: (reason: string) => `not valid JSON: ${reason.replace(/, ".*"(?:\.\.\.)? is not valid JSON$/s, '')}`,
   notObject: 'an entry must be a JSON object {userId, action, timestamp, metadata?, entryId?}',
   unknownKey: (key: string) => `unknown field "${key}" (allowed: entryId, userId, action, timestamp, metadata)`,
   missing: (field: string) => `${field} is required`,

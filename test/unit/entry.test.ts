@@ -395,6 +395,9 @@ test('parseEntryText: every bad NDJSON line listed with origin:line N', (t) => {
   t.is(error.message, '--input=foo.ndjson: 2 lines are not valid JSON: nothing was accepted');
   t.deepEqual(paths(error), ['--input=foo.ndjson:line 2', '--input=foo.ndjson:line 5']);
   t.regex(error.details[0]!.message, /^not valid JSON: /);
+  // The piece of input V8 quotes in its message (possibly a secret) is not repeated.
+  const secret = t.throws(() => parseEntryText('{"ok":1}\nnot json hunter2\n', 'stdin'), { instanceOf: InputError });
+  t.deepEqual(secret!.details, [{ path: 'stdin:line 2', message: "not valid JSON: Unexpected token 'o'" }]);
 });
 
 test('parseEntryText: a broken JSON array names the origin', (t) => {
