@@ -288,6 +288,26 @@ test('a damaged, tampered or newer-version batch file stops the report (exit 1) 
   t.true((teamError as unknown as { details: Array<{ path: string; message: string }> }).details.some((d) => d.path === 'team/clone-b/batch_1773100800000_0000abcd.json' && d.message === 'is not valid JSON'));
 });
 
+test('a checksummed batch whose entries are not in stored form (ISO timestamp, epoch seconds, negative duration) stops the report instead of crashing or billing nonsense', async (t) => {
+  const s = withTempStore(t);
+  const base = commit('ok', 'u', '2026-03-02T10:00:00Z');
+  const forms: Array<[string, Entry]> = [
+    ['iso', { ...base, entryId: 'iso', timestamp: '2026-03-02T10:00:00Z' as unknown as number }],
+    ['seconds', { ...base, entryId: 'seconds', timestamp: 1_772_445_600 }],
+    ['duration', { ...base, entryId: 'duration', metadata: { ...base.metadata, duration: -5 } }],
+  ];
+  const rel = (f: string) => path.relative(s.dataRoot, f);
+  for (const [name, bad] of forms) {
+    const file = writeBatch(s.dataRoot, [base, bad], { clone: `clone-${name}` });
+    const error = await t.throwsAsync(report(s, { scope: 'team' }));
+    t.is((error as { code?: string }).code, 'E_CORRUPT', name);
+    t.deepEqual((error as unknown as { details: unknown[] }).details, [
+      { path: rel(file), message: 'entries[1] is not a stored entry (timestamp in integer epoch ms since 2000, metadata.duration 0–7 days in whole ms)' },
+    ]);
+    fs.rmSync(file);
+  }
+});
+
 test('an unreadable batch file is E_IO naming the file; an older-format one says to run aggregate-migrate, in the headline', async (t) => {
   const s = withTempStore(t);
   const good = writeBatch(s.dataRoot, [commit('ok', 'u', '2026-03-02T10:00:00Z')]);

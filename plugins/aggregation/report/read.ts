@@ -26,6 +26,7 @@ import * as path from 'node:path';
 import type { HandlerContext } from '../../../src/core/context.js';
 import type { ErrorDetail } from '../../../src/core/errors.js';
 import { BATCH_MESSAGES, readBatchFile, type BatchProblem, type BatchRead } from '../batch-store.js';
+import { MAX_DURATION_MS, MIN_TIMESTAMP_MS } from '../entry.js';
 import { inboxDir } from '../inbox.js';
 import { readPendingSnapshot } from '../journal.js';
 import { storeLayout } from '../layout.js';
@@ -92,6 +93,14 @@ const PROBLEM_TEXT: Record<BatchProblem, string> = {
   'newer-version': 'was written by a newer version of FlowForge Aggregation (format major version > 2); upgrade to report on it',
   legacy: 'is in the older batch format; run provider-bridge aggregate-migrate to upgrade it',
 };
+
+/** Whether an entry of a batch file is in the form the product stores (see readBatch). */
+function isStoredForm(entry: Entry): boolean {
+  const ts = entry.timestamp as unknown;
+  if (typeof ts !== 'number' || !Number.isInteger(ts) || ts < MIN_TIMESTAMP_MS) return false;
+  const duration = (entry.metadata as { duration?: unknown } | undefined)?.duration;
+  return duration === undefined || (typeof duration === 'number' && Number.isInteger(duration) && duration >= 0 && duration <= MAX_DURATION_MS);
+}
 
 /** The message for a batch file `read` found a problem in: the shared wording of batch-store.ts for versions. */
 function problemText(file: string, read: Exclude<BatchRead, { batch: unknown }>): string {
@@ -173,6 +182,13 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     if ('problem' in read) {
       const kind = read.problem === 'legacy' || read.problem === 'newer-version' ? read.problem : 'damaged';
       outcome.problems.push({ kind, detail: { path: rel(file), message: problemText(rel(file), read) } });
+      return false;
+    }
+    // A checksum proves a file intact, not sane: a hand-made or foreign batch could hold input
+    // forms or absurd values that would bill nonsense (1970 dates, millions of hours).
+    const insane = read.batch.entries.findIndex((e) => !isStoredForm(e));
+    if (insane !== -1) {
+      outcome.problems.push({ kind: 'damaged', detail: { path: rel(file), message: `entries[${insane}] is not a stored entry (timestamp in integer epoch ms since 2000, metadata.duration 0–7 days in whole ms)` } });
       return false;
     }
     const flushedAt = read.batch.timestamp;
