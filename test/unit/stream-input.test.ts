@@ -20,6 +20,21 @@ test.beforeEach(() => {
 test.afterEach.always(() => resetStreamTuning());
 
 const ndjson = (items: unknown[]) => items.map((i) => JSON.stringify(i)).join('\n') + '\n';
+/** Runs `action` once, when the store first opens its journal for an append (the first chunk being stored). */
+function onFirstJournalAppend(s: ReturnType<typeof withTempStore>, action: () => void): void {
+  const port = { ...s.ctx.fs };
+  const openAppend = port.openAppend;
+  let done = false;
+  port.openAppend = (f) => {
+    if (!done && f.endsWith('journal.log')) {
+      done = true;
+      action();
+    }
+    return openAppend(f);
+  };
+  s.setFs(port);
+}
+
 const journalLines = (dataRoot: string) => {
   const file = path.join(dataRoot, 'aggregated', 'journal', 'journal.log');
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"t":"e"')).length : 0;
@@ -191,17 +206,7 @@ test.serial('an input changed between the two readings stops with exit 1; what w
   const file = path.join(s.dataRoot, '..', 'moving.ndjson');
   fs.writeFileSync(file, ndjson(items));
   // The call's --entry is stored before the second reading starts: change the file right then.
-  const port = { ...s.ctx.fs };
-  const openAppend = port.openAppend;
-  let changed = false;
-  port.openAppend = (f) => {
-    if (!changed && f.endsWith('journal.log')) {
-      changed = true;
-      fs.writeFileSync(file, ndjson(items).replace(/^.*"id-12".*$/m, '{not json'));
-    }
-    return openAppend(f);
-  };
-  s.setFs(port);
+  onFirstJournalAppend(s, () => fs.writeFileSync(file, ndjson(items).replace(/^.*"id-12".*$/m, '{not json')));
   const extra = rawEntry(100, now);
   const error = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(extra)], source: [], input: file }, s.ctx), { instanceOf: IoError });
   // The change is seen when pass 2 reads the block holding it: only the --entry was stored.
@@ -247,22 +252,14 @@ test.serial('a file changed in place during pass 2 (same size, mtime put back): 
   fs.writeFileSync(file, text);
   const opened = fs.statSync(file);
   // When the first chunk is being stored, rewrite bytes past the first 1 MiB read, in place.
-  const port = { ...s.ctx.fs };
-  const openAppend = port.openAppend;
-  let changed = false;
-  port.openAppend = (f) => {
-    if (!changed && f.endsWith('journal.log')) {
-      changed = true;
-      const fd = fs.openSync(file, 'r+');
-      const at = 1024 * 1024 + 50_000;
-      const tail = Buffer.from(text.slice(at)).toString().replace(/"user-1"/g, '"EVIL-1"');
-      fs.writeSync(fd, Buffer.from(tail), 0, Buffer.byteLength(tail), at);
-      fs.closeSync(fd);
-      fs.utimesSync(file, opened.atime, opened.mtime);
-    }
-    return openAppend(f);
-  };
-  s.setFs(port);
+  onFirstJournalAppend(s, () => {
+    const fd = fs.openSync(file, 'r+');
+    const at = 1024 * 1024 + 50_000;
+    const tail = Buffer.from(text.slice(at)).toString().replace(/"user-1"/g, '"EVIL-1"');
+    fs.writeSync(fd, Buffer.from(tail), 0, Buffer.byteLength(tail), at);
+    fs.closeSync(fd);
+    fs.utimesSync(file, opened.atime, opened.mtime);
+  });
   const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: IoError });
   const stored = Number(/: (\d+) entries were stored before the change/.exec(error!.message)?.[1]);
   t.true(stored > 0 && stored < 12_000 && stored % 2000 === 0, error!.message);
