@@ -177,20 +177,12 @@ test.serial('a file replaced after it was opened (sed -i): the opened file is st
   const now = s.clock.now() - 1000;
   const file = path.join(s.dataRoot, '..', 'replaced.ndjson');
   fs.writeFileSync(file, ndjson(Array.from({ length: 20 }, (_, i) => rawEntry(i, now))));
-  // Replace the file (a new inode, like sed -i) when the store lock is first taken: after pass 1.
-  const port = { ...s.ctx.fs };
-  const mkdirp = port.mkdirp;
-  let replaced = false;
-  port.mkdirp = (dir) => {
-    if (!replaced) {
-      replaced = true;
-      const tmp = `${file}.new`;
-      fs.writeFileSync(tmp, ndjson(Array.from({ length: 20 }, (_, i) => rawEntry(i, now, { who: 'someone else' }))));
-      fs.renameSync(tmp, file);
-    }
-    return mkdirp(dir);
-  };
-  s.setFs(port);
+  // Replace the file (a new inode, like sed -i) when its first chunk is being stored: after pass 1.
+  onFirstJournalAppend(s, () => {
+    const tmp = `${file}.new`;
+    fs.writeFileSync(tmp, ndjson(Array.from({ length: 20 }, (_, i) => rawEntry(i, now, { who: 'someone else' }))));
+    fs.renameSync(tmp, file);
+  });
   const error = await t.throwsAsync(aggregate.run({ entry: [], source: [], input: file }, s.ctx), { instanceOf: IoError });
   t.regex(error!.message, /changed while it was being stored: 20 entries were stored before the change and are safe/);
   // What was stored is what pass 1 validated: the file as it was opened, never the replacement.
