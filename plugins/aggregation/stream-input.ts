@@ -235,3 +235,24 @@ export function offsetDetailPath(detail: ErrorDetail, firstItem: number): ErrorD
   const path = detail.path.replace(/^\[(\d+)\]/, (_, i: string) => `[${Number(i) + firstItem}]`);
   return { ...detail, path };
 }
+
+/**
+ * Validates one chunk with `prepare` (validateEntries and the privacy steps); on InputError adds
+ * its problems to `problems` — paths shifted to the items' index in the whole input, each
+ * invalid entry counted once — and returns undefined. Other errors propagate.
+ */
+export function validateChunk<T>(prepare: (raw: unknown[]) => T[], chunk: NdjsonChunk, problems: ProblemSink): T[] | undefined {
+  try {
+    return prepare(chunk.items);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    const invalid = new Set<string>();
+    for (const detail of error.details) {
+      const shifted = offsetDetailPath(detail, chunk.firstItem);
+      invalid.add(/^\[\d+\]/.exec(shifted.path)?.[0] ?? shifted.path);
+      problems.add(shifted);
+    }
+    problems.invalidEntries += invalid.size;
+    return undefined;
+  }
+}

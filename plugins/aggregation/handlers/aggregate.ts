@@ -13,6 +13,7 @@ import { openStoreIndex, toIoError, withStore } from '../aggregator.js';
 import type { IdIndex } from '../id-index.js';
 import { INBOX_AFTER_MS, queueInInbox } from '../inbox.js';
 import { storeLayout } from '../layout.js';
+import { STDIN_SPOOL_PATTERN } from '../store-files.js';
 import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
 import type { RawSourceEntry } from '../sources/git-commit.js';
 import type { Entry, FlushedBatch } from '../types.js';
@@ -190,7 +191,7 @@ function removeQuietly(ctx: HandlerContext, file: string): void {
  */
 async function readStdinStreaming(ctx: HandlerContext, origin: string, afterBytes: number, prepare: Prepare): Promise<Buffer | StreamedInput> {
   const { assertOwnDataRoot } = await import('../aggregator.js');
-  const { NdjsonSplitter, ProblemSink, streamTuning } = await import('../stream-input.js');
+  const { NdjsonSplitter, ProblemSink, streamTuning, validateChunk } = await import('../stream-input.js');
   assertOwnDataRoot(ctx);
   const cache = storeLayout(ctx.dataRoot).cache;
   removeDeadSpools(ctx, cache);
@@ -265,33 +266,14 @@ async function readStdinStreaming(ctx: HandlerContext, origin: string, afterByte
  */
 function removeDeadSpools(ctx: HandlerContext, cache: string): void {
   for (const name of ctx.fs.readdir(cache)) {
-    const pid = /^stdin-(\d+)-[0-9a-f]{8}\.ndjson$/.exec(name)?.[1];
-    if (pid === undefined || Number(pid) === process.pid) continue;
+    if (!STDIN_SPOOL_PATTERN.test(name)) continue;
+    const pid = Number(name.split('-')[1]);
+    if (pid === process.pid) continue;
     try {
-      process.kill(Number(pid), 0);
+      process.kill(pid, 0);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ESRCH') removeQuietly(ctx, path.join(cache, name));
     }
-  }
-}
-
-/**
- * Validates one chunk; on InputError adds its problems to `problems` (paths shifted to the
- * item's index in the whole input) and returns undefined.
- */
-function validateChunk(prepare: Prepare, chunk: { items: unknown[]; firstItem: number }, problems: import('../stream-input.js').ProblemSink): Entry[] | undefined {
-  try {
-    return prepare(chunk.items);
-  } catch (error) {
-    if (!(error instanceof InputError)) throw error;
-    const invalid = new Set<string>();
-    for (const detail of error.details) {
-      const shifted = { ...detail, path: detail.path.replace(/^\[(\d+)\]/, (_, i: string) => `[${Number(i) + chunk.firstItem}]`) };
-      invalid.add(/^\[\d+\]/.exec(shifted.path)?.[0] ?? shifted.path);
-      problems.add(shifted);
-    }
-    problems.invalidEntries += invalid.size;
-    return undefined;
   }
 }
 
@@ -424,7 +406,7 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
  *   identical to what pass 1 validated were stored, and a retry counts them as duplicates
  */
 async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entries: Entry[], skipped: SkippedEntry[], prepare: Prepare): Promise<AggregateResult> {
-  const { ProblemSink, readNdjsonChunks, streamTuning } = await import('../stream-input.js');
+  const { ProblemSink, readNdjsonChunks, streamTuning, validateChunk } = await import('../stream-input.js');
   const chunkEntries = streamTuning.chunkEntries;
   const perUser = streamed.perUser ?? new Map<string, number>();
   const changedError = (stored: number) =>
