@@ -4,12 +4,13 @@
  * path git reports — chaining to hooks already there. The hook records absolute paths to node
  * and to this CLI, so GUI git clients with a minimal PATH work.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v from 'valibot';
 import type { HandlerDefinition } from '../core/handler.js';
 import { UsageError } from '../core/errors.js';
 import { installHooks, uninstallHooks, type HooksInstallResult, type HooksUninstallResult } from './hooks-install.js';
-import { PACKAGE_ROOT } from './host.js';
+import { PACKAGE_ROOT, SNAPSHOT_BLOB_PATH } from './host.js';
 
 const HooksInput = v.object({
   repo: v.optional(v.string()),
@@ -38,7 +39,13 @@ or our line is added to the husky hook file). uninstall restores what was there.
     }
     const repoDir = path.resolve(ctx.cwd, input.repo ?? '.');
     if (verb === 'install') {
-      return installHooks({ repoDir, nodePath: process.execPath, cliPath: path.join(PACKAGE_ROOT, 'dist/src/bridge/cli.js'), env: ctx.env });
+      return installHooks({
+        repoDir,
+        nodePath: process.execPath,
+        cliPath: path.join(PACKAGE_ROOT, 'dist/src/bridge/cli.js'),
+        blobPath: fs.existsSync(SNAPSHOT_BLOB_PATH) ? SNAPSHOT_BLOB_PATH : undefined,
+        env: ctx.env,
+      });
     }
     return uninstallHooks({ repoDir, env: ctx.env });
   },

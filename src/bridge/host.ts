@@ -40,6 +40,12 @@ export const GLOBAL_OPTIONS: OptionSpec = {
 /** Path of this package's root (three levels above dist/src/bridge/host.js). */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
+/**
+ * The V8 startup snapshot `npm run build` makes for the node that ran it (absent without
+ * esbuild); see src/bridge/snapshot-main.ts. Launchers start `node --snapshot-blob <this> -- …`.
+ */
+export const SNAPSHOT_BLOB_PATH = path.join(PACKAGE_ROOT, 'dist/snapshot/provider-bridge.blob');
+
 export function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }

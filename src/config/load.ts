@@ -23,6 +23,7 @@ import { createRequire, isBuiltin } from 'node:module';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as v from 'valibot';
+import { importModule } from '../core/dynamic-import.js';
 import { ConfigError, type ErrorDetail } from '../core/errors.js';
 import { ConfigSchema, type ResolvedConfig } from './schema.js';
 import { CONFIG_FILE_NAMES } from './paths.js';
@@ -133,6 +134,11 @@ async function loadUncached(projectRoot: string, explicit: string | undefined, c
     cache: false,
     loaders: {
       '.ts': (file: string, content: string) => loadTsConfig(file, content, cacheDir),
+      // JavaScript configs: the default export, as cosmiconfig's own loader does, but through
+      // importModule so a process started from the startup snapshot can load them too.
+      '.mjs': loadJsConfig,
+      '.cjs': loadJsConfig,
+      '.js': loadJsConfig,
     },
   });
 
@@ -212,7 +218,19 @@ function describe(value: unknown): unknown {
   return value;
 }
 
-// ---- the .ts loader ---------------------------------------------------------------------------
+// ---- the loaders ----------------------------------------------------------------------------
+
+/** cosmiconfig loader for `.mjs`/`.cjs`/`.js` configs: the module's default export (`module.exports` for CommonJS). */
+async function loadJsConfig(file: string): Promise<unknown> {
+  const mod = await importModule<{ default?: unknown }>(pathToFileURL(fs.realpathSync(file)).href);
+  return mod.default;
+}
+
+/** `file:` URL of a package this module depends on, resolved from this file (works from the startup snapshot too). */
+function packageUrl(name: string): string {
+  return pathToFileURL(createRequire(import.meta.url).resolve(name)).href;
+}
+
 
 /**
  * cosmiconfig loader for `.ts` configs: import the cached transpilation when present, else
@@ -226,7 +244,7 @@ async function loadTsConfig(configFile: string, content: string, cacheDir: strin
     const { default: writeFileAtomic } = await import('write-file-atomic');
     await writeFileAtomic(cacheFile, js, { mode: 0o600 });
   }
-  const mod = (await import(pathToFileURL(cacheFile).href)) as { default?: unknown; __flowforgeModuleExports?: unknown };
+  const mod = await importModule<{ default?: unknown; __flowforgeModuleExports?: unknown }>(pathToFileURL(cacheFile).href);
   if (mod.default !== undefined) return mod.default;
   return mod.__flowforgeModuleExports;
 }
@@ -239,7 +257,7 @@ async function loadTsConfig(configFile: string, content: string, cacheDir: strin
  * (`node:path`) stay as they are.
  */
 async function transpileConfig(configFile: string, content: string): Promise<string> {
-  const ts = (await import('typescript')).default;
+  const ts = (await importModule<{ default: typeof import('typescript') }>(packageUrl('typescript'))).default;
   transpileCount++;
   const resolveSpecifier = createSpecifierResolver(configFile);
   // preProcessFile finds every import/export/import() specifier with its position in the source.

@@ -73,6 +73,8 @@ import {
   benchEntry,
   cached,
   cacheDir,
+  BIN,
+  BLOB,
   cleanEnv,
   CLI,
   copyStore,
@@ -159,6 +161,8 @@ const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '—');
 const perSec = (x: number) => (Number.isFinite(x) ? `${Math.round(x).toLocaleString('en-US')}/s` : '—');
 const mb = (kb: number | undefined) => (kb === undefined ? '—' : `${(kb / 1024).toFixed(1)} MB`);
 const verdict = (ok: boolean): Status => (ok ? 'pass' : 'MISS');
+/** A difference in ms with its sign: `+33.9 ms`, `−10.9 ms`. */
+const signedMs = (x: number) => `${x < 0 ? '−' : '+'}${ms(Math.abs(x))}`;
 
 function log(message: string): void {
   const t = ((Date.now() - started) / 1000).toFixed(0).padStart(4);
@@ -171,6 +175,7 @@ if (!fs.existsSync(CLI)) {
   console.error(`${CLI} is missing: run npm run build first (npm run bench does)`);
   process.exit(2);
 }
+if (!fs.existsSync(BLOB)) log(`${BLOB} is missing (esbuild not installed?): provider-bridge runs from the ESM build`);
 if (opts.fresh) fs.rmSync(cacheDir(), { recursive: true, force: true });
 const work = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ff-bench-')));
 assertOutsideProject(work);
@@ -178,9 +183,21 @@ const home = path.join(work, 'home');
 fs.mkdirSync(home);
 const env = cleanEnv(home);
 const HOOK_ARGS = ['aggregate', '--source=git-commit', '--hook'];
+/**
+ * The same environment without NODE_EXTRA_CA_CERTS. Node 20 parses that whole bundle at
+ * start-up, which is most of `node -e 0` on a machine that sets it; our launchers drop it for
+ * actions that open no TLS connection. The like-for-like rows compare without it on both sides.
+ */
+const envNoCa: Env = Object.fromEntries(Object.entries(env).filter(([k]) => k !== 'NODE_EXTRA_CA_CERTS'));
+const caSet = env.NODE_EXTRA_CA_CERTS !== undefined && env.NODE_EXTRA_CA_CERTS !== '';
 
 const nodeFloor: Cmd = { file: NODE, args: ['-e', '0'], cwd: work, env };
-const cli = (args: string[], cwd: string, extraEnv: Env = {}): Cmd => ({ file: NODE, args: [CLI, ...args], cwd, env: { ...env, ...extraEnv } });
+/** `provider-bridge …` as users run it: the bin, which starts the startup snapshot. */
+const cli = (args: string[], cwd: string, extraEnv: Env = {}): Cmd => ({ file: BIN, args, cwd, env: { ...env, ...extraEnv } });
+/** The same call through the plain ESM entry (no snapshot, NODE_EXTRA_CA_CERTS kept), for the reference rows. */
+const cliEsm = (args: string[], cwd: string): Cmd => ({ file: NODE, args: [CLI, ...args], cwd, env });
+/** The same call from the snapshot with NODE_EXTRA_CA_CERTS kept: the snapshot's effect alone. */
+const cliSnapshotCa = (args: string[], cwd: string): Cmd => ({ file: NODE, args: ['--snapshot-blob', BLOB, '--', ...args], cwd, env });
 
 /** Parses the single JSON document of a CLI run; throws unless exit 0 and ok:true. */
 function okResult(r: RunResult | { code: number | null; stdout: string; stderr: string }, what: string): any {
@@ -235,12 +252,19 @@ function benchHook(): void {
   log(`1 hook path: ${RUNS} interleaved rounds`);
   const dup = makeRepo(path.join(work, 'repo-hook-dup'), env);
   const fresh = makeRepo(path.join(work, 'repo-hook-fresh'), env);
+  const dupEsm = makeRepo(path.join(work, 'repo-hook-dup-esm'), env);
+  okResult(runTimed(cliEsm(['aggregate', '--source=git-commit'], dupEsm.dir)), 'aggregate --source=git-commit (ESM)');
+  const dupSnap = makeRepo(path.join(work, 'repo-hook-dup-snapshot'), env);
+  okResult(runTimed(cliSnapshotCa(['aggregate', '--source=git-commit'], dupSnap.dir)), 'aggregate --source=git-commit (snapshot, CA kept)');
   const first = okResult(runTimed(cli(['aggregate', '--source=git-commit'], dup.dir)), 'aggregate --source=git-commit');
   if (first.accepted !== 1) throw new Error(`expected the HEAD commit to be accepted, got ${JSON.stringify(first)}`);
   const s = interleave(RUNS, [
     { name: 'floor', run: timeOf(nodeFloor) },
     { name: 'dup', run: timeOf(cli(HOOK_ARGS, dup.dir)) },
     { name: 'fresh', prepare: () => void fresh.commit('bench commit'), run: timeOf(cli(HOOK_ARGS, fresh.dir)) },
+    { name: 'dupEsm', run: timeOf(cliEsm(HOOK_ARGS, dupEsm.dir)) },
+    { name: 'dupSnapCa', run: timeOf(cliSnapshotCa(HOOK_ARGS, dupSnap.dir)) },
+    ...(caSet ? [{ name: 'floorNoCa', run: timeOf({ ...nodeFloor, env: envNoCa }) }] : []),
   ]);
   const floor = median(s.floor!);
   const freshRoot = path.join(fresh.dir, '.flowforge');
@@ -267,6 +291,44 @@ function benchHook(): void {
       data: { measured: summarize(s[name]!), floor: summarize(s.floor!), ratio: m / floor, inProcessMs: summarize(logInfo.inProcessMs), failedHookCalls: logInfo.failed, ...(name === 'fresh' ? { stored, expected } : {}) },
     });
   }
+  const esm = median(s.dupEsm!);
+  rows.push({
+    id: '1c',
+    figure: 'hook path, duplicate, ESM entry, CA kept (as before)',
+    measured: ms(esm),
+    floor: `${ms(floor)} node -e 0`,
+    ratio: times(esm / floor),
+    budget: '(reference)',
+    result: 'info',
+    data: { measured: summarize(s.dupEsm!), floor: summarize(s.floor!), ratio: esm / floor },
+  });
+  const snapCa = median(s.dupSnapCa!);
+  rows.push({
+    id: '1d',
+    figure: 'hook path, duplicate, snapshot, CA kept',
+    measured: ms(snapCa),
+    floor: `${ms(floor)} node -e 0`,
+    ratio: times(snapCa / floor),
+    budget: '(reference)',
+    result: 'info',
+    note: `the snapshot alone saves ${ms(esm - snapCa)} per hook call`,
+    data: { measured: summarize(s.dupSnapCa!), floor: summarize(s.floor!), ratio: snapCa / floor },
+  });
+  if (caSet) {
+    const clean = median(s.floorNoCa!);
+    const dup = median(s.dup!);
+    rows.push({
+      id: '1e',
+      figure: 'hook path, duplicate, vs node -e 0 without NODE_EXTRA_CA_CERTS',
+      measured: ms(dup),
+      floor: `${ms(clean)} node -e 0, no CA`,
+      ratio: times(dup / clean),
+      budget: '(like for like)',
+      result: 'info',
+      note: `NODE_EXTRA_CA_CERTS costs node ${ms(floor - clean)} at start-up; the hook drops it, so this is the hook's own cost over bare node`,
+      data: { measured: summarize(s.dup!), floor: summarize(s.floorNoCa!), ratio: dup / clean },
+    });
+  }
 }
 
 // ---- 2. whole git commit ------------------------------------------------------------------
@@ -279,6 +341,11 @@ function benchCommit(): void {
   const hooksDir = path.resolve(base.dir, base.git(['rev-parse', '--git-path', 'hooks']));
   fs.mkdirSync(hooksDir, { recursive: true });
   fs.writeFileSync(path.join(hooksDir, 'post-commit'), `#!/bin/sh\n'${NODE}' -e 0 >/dev/null 2>&1 || true\nexit 0\n`, { mode: 0o755 });
+  // Like for like: a node -e 0 hook that also starts without NODE_EXTRA_CA_CERTS, as ours does.
+  const baseNoCa = makeRepo(path.join(work, 'repo-commit-floor-no-ca'), env);
+  const hooksDirNoCa = path.resolve(baseNoCa.dir, baseNoCa.git(['rev-parse', '--git-path', 'hooks']));
+  fs.mkdirSync(hooksDirNoCa, { recursive: true });
+  fs.writeFileSync(path.join(hooksDirNoCa, 'post-commit'), `#!/bin/sh\nNODE_EXTRA_CA_CERTS= '${NODE}' -e 0 >/dev/null 2>&1 || true\nexit 0\n`, { mode: 0o755 });
   let n = 0;
   const stage = (repo: Repo) => () => {
     n++;
@@ -289,6 +356,7 @@ function benchCommit(): void {
   const s = interleave(RUNS, [
     { name: 'floor', prepare: stage(base), run: commit(base) },
     { name: 'ours', prepare: stage(ours), run: commit(ours) },
+    ...(caSet ? [{ name: 'floorNoCa', prepare: stage(baseNoCa), run: commit(baseNoCa) }] : []),
   ]);
   const diff = median(s.ours!) - median(s.floor!);
   const paired = s.ours!.map((x, i) => x - s.floor![i]!);
@@ -297,7 +365,7 @@ function benchCommit(): void {
   rows.push({
     id: '2',
     figure: 'git commit with our hook − same with node -e 0 hook',
-    measured: `+${ms(diff)}`,
+    measured: signedMs(diff),
     floor: `${ms(median(s.floor!))} commit`,
     ratio: times(median(s.ours!) / median(s.floor!)),
     budget: '≤ +50 ms',
@@ -305,6 +373,19 @@ function benchCommit(): void {
     note: `median of paired differences ${ms(median(paired))}; ${stored.total}/${RUNS + 1} commits stored by the hook`,
     data: { ours: summarize(s.ours!), floor: summarize(s.floor!), differenceOfMedians: diff, pairedDifferences: summarize(paired), stored, failedHookCalls: hl.failed },
   });
+  if (caSet) {
+    const clean = median(s.ours!) - median(s.floorNoCa!);
+    rows.push({
+      id: '2c',
+      figure: 'git commit with our hook − same with node -e 0 hook, both without NODE_EXTRA_CA_CERTS',
+      measured: signedMs(clean),
+      floor: `${ms(median(s.floorNoCa!))} commit`,
+      ratio: times(median(s.ours!) / median(s.floorNoCa!)),
+      budget: '(like for like)',
+      result: 'info',
+      data: { ours: summarize(s.ours!), floor: summarize(s.floorNoCa!), differenceOfMedians: clean },
+    });
+  }
 }
 
 // ---- 3. status ----------------------------------------------------------------------------
@@ -316,6 +397,9 @@ function benchStatus(): void {
   const s = interleave(RUNS, [
     { name: 'floor', run: timeOf(nodeFloor) },
     { name: 'status', run: timeOk(cli(['aggregate-status'], repo.dir), 'aggregate-status') },
+    { name: 'statusEsm', run: timeOk(cliEsm(['aggregate-status'], repo.dir), 'aggregate-status') },
+    { name: 'statusSnapCa', run: timeOk(cliSnapshotCa(['aggregate-status'], repo.dir), 'aggregate-status') },
+    ...(caSet ? [{ name: 'floorNoCa', run: timeOf({ ...nodeFloor, env: envNoCa }) }] : []),
   ]);
   const m = median(s.status!);
   const floor = median(s.floor!);
@@ -329,6 +413,41 @@ function benchStatus(): void {
     result: verdict(m / floor <= 1.5),
     data: { measured: summarize(s.status!), floor: summarize(s.floor!), ratio: m / floor },
   });
+  const esm = median(s.statusEsm!);
+  rows.push({
+    id: '3r',
+    figure: 'aggregate-status, ESM entry, CA kept (as before)',
+    measured: ms(esm),
+    floor: `${ms(floor)} node -e 0`,
+    ratio: times(esm / floor),
+    budget: '(reference)',
+    result: 'info',
+    data: { measured: summarize(s.statusEsm!), floor: summarize(s.floor!), ratio: esm / floor },
+  });
+  const snapCa = median(s.statusSnapCa!);
+  rows.push({
+    id: '3s',
+    figure: 'aggregate-status, snapshot, CA kept',
+    measured: ms(snapCa),
+    floor: `${ms(floor)} node -e 0`,
+    ratio: times(snapCa / floor),
+    budget: '(reference)',
+    result: 'info',
+    data: { measured: summarize(s.statusSnapCa!), floor: summarize(s.floor!), ratio: snapCa / floor },
+  });
+  if (caSet) {
+    const clean = median(s.floorNoCa!);
+    rows.push({
+      id: '3c',
+      figure: 'aggregate-status vs node -e 0 without NODE_EXTRA_CA_CERTS',
+      measured: ms(m),
+      floor: `${ms(clean)} node -e 0, no CA`,
+      ratio: times(m / clean),
+      budget: '(like for like)',
+      result: 'info',
+      data: { measured: summarize(s.status!), floor: summarize(s.floorNoCa!), ratio: m / clean },
+    });
+  }
 }
 
 // ---- 4. growth with history ---------------------------------------------------------------

@@ -26,8 +26,12 @@ export const PROJECT_ROOT = (() => {
   return dir;
 })();
 
-/** The compiled `provider-bridge` executable. */
+/** The compiled ESM entry of `provider-bridge` (what runs without the startup snapshot). */
 export const CLI = path.join(PROJECT_ROOT, 'dist/src/bridge/cli.js');
+/** The `provider-bridge` bin users run: starts the startup snapshot when there is one. */
+export const BIN = path.join(PROJECT_ROOT, 'src/bridge/provider-bridge.sh');
+/** The startup snapshot `npm run build` makes. */
+export const BLOB = path.join(PROJECT_ROOT, 'dist/snapshot/provider-bridge.blob');
 export const NODE = process.execPath;
 
 /** Refuses any scratch path inside the project (the bench never writes into the repository). */

@@ -1,0 +1,226 @@
+/**
+ * The startup snapshot (src/bridge/snapshot-main.ts) must behave exactly like the ESM build:
+ * the same calls run through the `provider-bridge` bin (snapshot) and through
+ * `node dist/src/bridge/cli.js` (ESM), each against its own data root, and must give the same
+ * exit codes and the same documents. Also: the launchers fall back to the ESM build when node
+ * refuses the snapshot, and a snapshot copied to another folder runs the ESM build.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { hookCommand } from '../../src/bridge/hooks-install.js';
+import { PROJECT_ROOT, withGitRepo, type GitRepo } from '../helpers/git-repo.js';
+
+const BIN = path.join(PROJECT_ROOT, 'src/bridge/provider-bridge.sh');
+const CLI = path.join(PROJECT_ROOT, 'dist/src/bridge/cli.js');
+const BLOB = path.join(PROJECT_ROOT, 'dist/snapshot/provider-bridge.blob');
+
+type Entry = 'snapshot' | 'esm';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+function run(entry: Entry, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input?: string; bin?: string }): Run {
+  const [file, argv] = entry === 'snapshot' ? [opts.bin ?? BIN, args] : [process.execPath, [CLI, ...args]];
+  const r = spawnSync(file, argv, { cwd: opts.cwd, env: { ...opts.env, FLOWFORGE_TRACE_STARTUP: '1' }, input: opts.input ?? '', encoding: 'utf8' });
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+/** The trace line of FLOWFORGE_TRACE_STARTUP: which entry ran. */
+function startedFrom(r: Run): string {
+  return r.stderr.split('\n').find((l) => l.startsWith('provider-bridge: started from')) ?? '(no trace line)';
+}
+
+/** One repository, two data roots: one per entry. */
+function setup(t: Parameters<typeof withGitRepo>[0]): { repo: GitRepo; call: (entry: Entry, args: string[], input?: string) => Run } {
+  const repo = withGitRepo(t);
+  repo.commit('first', { 'a.txt': 'a\n', 'b.txt': 'b\nb\n' });
+  // A .ts config: loaded from the snapshot through the run-time importer.
+  fs.writeFileSync(path.join(repo.dir, 'flowforge.config.ts'), 'const size: number = 2;\nexport default { batchSize: size, maxAge: 3_600_000 };\n');
+  const roots: Record<Entry, string> = { snapshot: path.join(repo.root, 'data-snapshot'), esm: path.join(repo.root, 'data-esm') };
+  return {
+    repo,
+    call: (entry, args, input) => {
+      const r = run(entry, args, { cwd: repo.dir, env: { ...repo.env, FLOWFORGE_DATA_PATH: roots[entry] }, ...(input === undefined ? {} : { input }) });
+      // The data roots differ by name only.
+      for (const key of ['stdout', 'stderr'] as const) r[key] = r[key].replaceAll(roots[entry], '<data root>');
+      if (r.json !== undefined) r.json = JSON.parse(r.stdout);
+      return r;
+    },
+  };
+}
+
+test('the snapshot was built by npm run build for this node', (t) => {
+  t.true(fs.existsSync(BLOB), `${BLOB} is missing: npm run build makes it (esbuild is a dev dependency)`);
+  const r = run('snapshot', ['--version'], { cwd: PROJECT_ROOT, env: process.env });
+  t.is(r.code, 0);
+  t.is(r.stdout, `${JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')).version}\n`);
+  t.is(startedFrom(r), `provider-bridge: started from the startup snapshot ${BLOB}`);
+});
+
+test('help, version and usage errors are the same from the snapshot and the ESM build', (t) => {
+  const { call } = setup(t);
+  for (const args of [['--version'], ['--help'], ['aggregate', '--help'], ['aggregate-status', '--help'], ['nope'], ['aggregate', '--bogus=1'], ['aggregate-status', '--format=yaml'], []]) {
+    const a = call('snapshot', args);
+    const b = call('esm', args);
+    t.is(a.code, b.code, args.join(' '));
+    t.is(a.stdout, b.stdout, args.join(' '));
+    t.is(a.stderr.replace(/^provider-bridge: started from.*\n/, ''), b.stderr.replace(/^provider-bridge: started from.*\n/, ''), args.join(' '));
+  }
+  t.is(call('snapshot', ['nope']).code, 2);
+});
+
+test('entries, flushes, status, force, recover, validate and report agree between the snapshot and the ESM build', (t) => {
+  const { repo, call } = setup(t);
+  const bad = JSON.stringify({ userId: '', action: 'has space', timestamp: 'yesterday' });
+  const ndjson = [1, 2, 3].map((i) => JSON.stringify({ entryId: `piped-${i}`, userId: 'ana', action: 'time-tracking', timestamp: 1_780_000_000_000 + i * 60_000, metadata: { taskId: 7, duration: 1_800_000 } })).join('\n');
+  const steps: Array<{ args: string[]; input?: string; project: (r: Run) => unknown }> = [
+    { args: ['aggregate', `--entry=${bad}`], project: (r) => r.json },
+    { args: ['aggregate', '--source=git-commit'], project: (r) => ({ ...r.json.result, batchAgeMs: 0 }) },
+    { args: ['aggregate', '--source=git-commit', '--hook'], project: (r) => r.stdout },
+    { args: ['aggregate', '--source=git-commit'], project: (r) => ({ ...r.json.result, batchAgeMs: 0 }) },
+    {
+      args: ['aggregate', '--input=-'],
+      input: ndjson,
+      project: (r) => ({ accepted: r.json.result.accepted, pending: r.json.result.pending, flushed: r.json.result.flushed.map((f: any) => [f.entryCount, f.trigger]) }),
+    },
+    { args: ['aggregate-status'], project: (r) => ({ pending: r.json.result.pending, batches: r.json.result.batches, recovery: r.json.result.recovery }) },
+    { args: ['aggregate-force'], project: (r) => r.json.result.flushed.map((f: any) => [f.entryCount, f.trigger]) },
+    { args: ['aggregate-recover'], project: (r) => r.json.result },
+    { args: ['aggregate-validate'], project: (r) => [r.code, r.json.ok] },
+    { args: ['aggregate-report', '--by=user', '--format=csv', '--tz=UTC'], project: (r) => r.stdout },
+  ];
+  const results: Record<Entry, unknown[]> = { snapshot: [], esm: [] };
+  for (const entry of ['snapshot', 'esm'] as const) {
+    for (const step of steps) {
+      const r = call(entry, step.args, step.input);
+      results[entry].push({ args: step.args.join(' ').slice(0, 40), code: r.code, value: step.project(r) });
+    }
+  }
+  t.deepEqual(results.snapshot, results.esm);
+  // And the values themselves are what a user expects.
+  const [invalid, first, hook, again, piped, status, force] = results.snapshot as Array<{ code: number; value: any }>;
+  t.is(invalid!.code, 2);
+  t.is(invalid!.value.error.code, 'E_INPUT');
+  t.deepEqual(invalid!.value.error.details.map((d: any) => d.path), ['[0].userId', '[0].action', '[0].timestamp']);
+  t.deepEqual([first!.code, first!.value.accepted, first!.value.pending], [0, 1, 1]);
+  t.is(hook!.value, '');
+  t.deepEqual([again!.value.accepted, again!.value.duplicates], [0, 1]);
+  // batchSize 2 from flowforge.config.ts: 1 pending + 3 piped = two full batches.
+  t.deepEqual(piped!.value, { accepted: 3, pending: 0, flushed: [[2, 'size'], [2, 'size']] });
+  t.deepEqual(status!.value, { pending: 0, batches: { count: 2, entries: 4 }, recovery: { failed: 0, abandoned: 0, errors: 0 } });
+  t.deepEqual(force!.value, []);
+  const report = results.snapshot[9] as { value: string };
+  t.is(report.value, 'user,entries,commits,trackedMs,trackedHours\nTest User,1,1,0,0.00\nana,3,0,5400000,1.50\n');
+  t.is(repo.git(['rev-list', '--count', 'HEAD']), '1');
+});
+
+test('report, sync, migrate, hooks, serve and --format=prometheus run from the ESM build, started from the snapshot', (t) => {
+  const { call } = setup(t);
+  t.is(call('snapshot', ['aggregate', '--source=git-commit']).code, 0);
+  const prom = call('snapshot', ['aggregate-status', '--format=prometheus']);
+  t.is(prom.code, 0);
+  t.regex(prom.stdout, /^flowforge_aggregation_pending_entries 1$/m);
+  t.is(startedFrom(prom), `provider-bridge: started from the startup snapshot ${BLOB} (this action runs from the ESM build)`);
+  const report = call('snapshot', ['aggregate-report', '--format=json']);
+  t.is(report.code, 0);
+  t.is(report.json.action, 'aggregate-report');
+  t.is(startedFrom(call('snapshot', ['aggregate-status'])), `provider-bridge: started from the startup snapshot ${BLOB}`);
+  // serve and hooks never go through the snapshot: the bin execs the ESM build.
+  t.is(startedFrom(call('snapshot', ['hooks', '--help'])), 'provider-bridge: started from the ESM build (dist/src/bridge/cli.js)');
+});
+
+/** A package folder whose bin and dist/src are this package's, with `blob` as its snapshot. */
+function fakePackage(repo: GitRepo, blob: Buffer | undefined): string {
+  const root = path.join(repo.root, 'pkg');
+  fs.mkdirSync(path.join(root, 'src/bridge'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'dist/snapshot'), { recursive: true });
+  fs.copyFileSync(BIN, path.join(root, 'src/bridge/provider-bridge.sh'));
+  fs.chmodSync(path.join(root, 'src/bridge/provider-bridge.sh'), 0o755);
+  fs.symlinkSync(path.join(PROJECT_ROOT, 'dist/src'), path.join(root, 'dist/src'));
+  if (blob) fs.writeFileSync(path.join(root, 'dist/snapshot/provider-bridge.blob'), blob);
+  return path.join(root, 'src/bridge/provider-bridge.sh');
+}
+
+test('the bin runs the ESM build when node refuses the snapshot (exit 14), with the same arguments and stdin', (t) => {
+  const repo = withGitRepo(t);
+  // A snapshot written by "another node": node checks the version in the header and exits 14.
+  const other = fs.readFileSync(BLOB);
+  const at = other.indexOf(Buffer.from(process.version.slice(1)));
+  t.true(at > 0 && at < 64, 'the node version is in the blob header');
+  other.write('9'.repeat(process.version.length - 1), at, 'latin1');
+  const bin = fakePackage(repo, other);
+  const env = { ...repo.env, FLOWFORGE_DATA_PATH: path.join(repo.root, 'data') };
+  const entry = JSON.stringify({ entryId: 'e-1', userId: 'ana', action: 'build', timestamp: 1_780_000_000_000 });
+  const r = run('snapshot', ['aggregate', '--input=-'], { cwd: repo.dir, env, input: entry, bin });
+  t.is(r.code, 0);
+  t.is(r.json.result.accepted, 1);
+  t.regex(r.stderr, /Failed to load the startup snapshot/);
+  t.is(startedFrom(r), 'provider-bridge: started from the ESM build (dist/src/bridge/cli.js)');
+  // A usage error keeps its own exit code (no second run).
+  const usage = run('snapshot', ['nope'], { cwd: repo.dir, env, bin });
+  t.is(usage.code, 2);
+  t.is(usage.stderr.match(/Failed to load the startup snapshot/g)?.length, 1);
+});
+
+test('a snapshot copied to another folder runs the ESM build (it holds the paths of the folder it was built in)', (t) => {
+  const repo = withGitRepo(t);
+  const bin = fakePackage(repo, fs.readFileSync(BLOB));
+  const r = run('snapshot', ['aggregate-status'], { cwd: repo.dir, env: { ...repo.env, FLOWFORGE_DATA_PATH: path.join(repo.root, 'data') }, bin });
+  t.is(r.code, 0);
+  t.is(r.json.result.pending, 0);
+  t.regex(startedFrom(r), /^provider-bridge: started from the startup snapshot .*pkg\/dist\/snapshot\/provider-bridge\.blob \(the snapshot was built for another folder; running the ESM build\)$/);
+});
+
+test('FLOWFORGE_NO_SNAPSHOT=1 makes the bin use the ESM build', (t) => {
+  const r = run('snapshot', ['--version'], { cwd: PROJECT_ROOT, env: { ...process.env, FLOWFORGE_NO_SNAPSHOT: '1' } });
+  t.is(r.code, 0);
+  t.is(startedFrom(r), 'provider-bridge: started from the ESM build (dist/src/bridge/cli.js)');
+});
+
+test('the hook line falls back to the ESM entry when the snapshot cannot start, and does not when it can', (t) => {
+  const repo = withGitRepo(t);
+  repo.commit('first', { 'a.txt': 'a\n' });
+  const env = { ...repo.env, FLOWFORGE_DATA_PATH: path.join(repo.root, 'data') };
+  const sh = (line: string) => spawnSync('sh', ['-c', line], { cwd: repo.dir, env, encoding: 'utf8' });
+  const status = () => JSON.parse(spawnSync(process.execPath, [CLI, 'aggregate-status'], { cwd: repo.dir, env, encoding: 'utf8' }).stdout).result;
+
+  // A missing snapshot: node exits 14, the ESM entry records the commit.
+  const missing = sh(hookCommand('post-commit', process.execPath, CLI, path.join(repo.root, 'no-such.blob')));
+  t.is(missing.status, 0);
+  t.is(missing.stdout + missing.stderr, '');
+  t.is(status().pending, 1);
+
+  // The real snapshot, with an ESM entry that would fail loudly if it ran.
+  const trap = path.join(repo.root, 'trap.mjs');
+  fs.writeFileSync(trap, `import { writeFileSync } from 'node:fs'; writeFileSync(${JSON.stringify(path.join(repo.root, 'trap-ran'))}, 'x');\n`);
+  repo.commit('second', { 'b.txt': 'b\n' });
+  const real = sh(hookCommand('post-commit', process.execPath, trap, BLOB));
+  t.is(real.status, 0);
+  t.false(fs.existsSync(path.join(repo.root, 'trap-ran')));
+  t.is(status().pending, 2);
+});
+
+test('NODE_EXTRA_CA_CERTS is dropped for actions that open no TLS connection, kept for aggregate-health (onAlert may call a web hook)', (t) => {
+  const repo = withGitRepo(t);
+  const seen = path.join(repo.root, 'seen.txt');
+  // The config runs in the action's process, so it sees the environment node started with.
+  fs.writeFileSync(path.join(repo.dir, 'flowforge.config.mjs'), `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(seen)}, JSON.stringify(process.env.NODE_EXTRA_CA_CERTS ?? null) + '\\n');\nexport default {};\n`);
+  const env = { ...repo.env, FLOWFORGE_DATA_PATH: path.join(repo.root, 'data'), NODE_EXTRA_CA_CERTS: '/etc/no-such-ca.pem' };
+  for (const args of [['aggregate-status'], ['aggregate-health']]) t.is(run('snapshot', args, { cwd: repo.dir, env }).code, 0);
+  // The hook line empties it for our command only; the next command of the hook still has it.
+  const hook = spawnSync('sh', ['-c', `${hookCommand('post-commit', process.execPath, CLI)}\necho "$NODE_EXTRA_CA_CERTS"`], { cwd: repo.dir, env, encoding: 'utf8' });
+  t.is(hook.stdout, '/etc/no-such-ca.pem\n');
+  t.deepEqual(fs.readFileSync(seen, 'utf8').trim().split('\n').map((l) => JSON.parse(l)), [null, '/etc/no-such-ca.pem', '']);
+});
