@@ -746,6 +746,8 @@ async function benchConcurrency(): Promise<void> {
   const floorA = await runPool(total, concurrency, () => nodeFloor);
   const ours = await runPool(total, concurrency, (i) => cli(['aggregate', `--entry=${JSON.stringify(benchEntry('conc', i))}`, `--data-path=${dataRoot}`], work));
   const floorB = await runPool(total, concurrency, () => nodeFloor);
+  // Like for like: the floor without NODE_EXTRA_CA_CERTS, which the bin drops for aggregate.
+  const floorNoCa = caSet ? await runPool(total, concurrency, () => ({ ...nodeFloor, env: envNoCa })) : undefined;
   let acked = 0;
   const failures: string[] = [];
   for (const r of ours.runs) {
@@ -775,6 +777,18 @@ async function benchConcurrency(): Promise<void> {
     note: `acknowledged ${acked}/${total}${failureCodes.size ? ` (failed: ${[...failureCodes].map(([c, k]) => `${k}× ${c}`).join(', ')})` : ''}; stored ${stored.total}; per call p50 ${ms(median(ours.runs.map((r) => r.ms)))} p99 ${ms(quantile(ours.runs.map((r) => r.ms), 0.99))}; floors ${ms(floorA.wallMs)} / ${ms(floorB.wallMs)}`,
     data: { total, acked, failureCodes: Object.fromEntries(failureCodes), stored, wallMs: ours.wallMs, floorWallMs: [floorA.wallMs, floorB.wallMs], perCallMs: summarize(ours.runs.map((r) => r.ms)), floorPerCallMs: summarize(floorA.runs.map((r) => r.ms)), failures: failures.slice(0, 10) },
   });
+  if (floorNoCa) {
+    rows.push({
+      id: '7c',
+      figure: `${concurrency} procs × ${perProcess} aggregate vs node -e 0 without NODE_EXTRA_CA_CERTS`,
+      measured: ms(ours.wallMs),
+      floor: `${ms(floorNoCa.wallMs)} ${total}× node -e 0, no CA`,
+      ratio: times(ours.wallMs / floorNoCa.wallMs),
+      budget: '(like for like)',
+      result: 'info',
+      data: { wallMs: ours.wallMs, floorWallMs: floorNoCa.wallMs },
+    });
+  }
 }
 
 // ---- 8. streamed ingest, peak RSS ---------------------------------------------------------
