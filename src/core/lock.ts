@@ -127,11 +127,18 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
   let wait = 1;
 
   for (;;) {
-    if (createOwned(lockDir, { pid: process.pid, host, token, acquiredAt: Date.now() })) {
-      sweepLeftovers(lockDir);
-      return holdLock(lockDir, token, staleMs);
+    // A held lock is only looked at (one stat, one read): trying to create it would cost a
+    // directory, a file, a failed rename and their removal on every poll of every waiter,
+    // which under 50-way contention was a large share of each caller's CPU time.
+    let current = fs.existsSync(lockDir) ? readOwner(lockDir) : undefined;
+    if (current === undefined) {
+      // Free, or a lock directory without a readable owner (createOwned decides).
+      if (createOwned(lockDir, { pid: process.pid, host, token, acquiredAt: Date.now() })) {
+        sweepLeftovers(lockDir);
+        return holdLock(lockDir, token, staleMs);
+      }
+      current = readOwner(lockDir);
     }
-    const current = readOwner(lockDir);
     if (current && isStale(current.owner, current.mtimeMs, host, staleMs)) {
       takeOver(lockDir, current.owner.token, { pid: process.pid, host, token, acquiredAt: Date.now() }, staleMs);
       continue; // compete again at once
