@@ -1017,7 +1017,35 @@ function benchProfile(): void {
     .map(([owner, x]) => ({ owner, selfMs: Math.round((x / runs) * 10) / 10 }))
     .sort((a, b) => b.selfMs - a.selfMs)
     .slice(0, 15);
-  details.cpuProfile = { runs, meanWallMs: wall / runs, meanProfiledMs: profiledMs / runs, topSelfTime: cpuTop };
+  details.cpuProfile = { entry: 'ESM build (node dist/src/bridge/cli.js), NODE_EXTRA_CA_CERTS kept', runs, meanWallMs: wall / runs, meanProfiledMs: profiledMs / runs, topSelfTime: cpuTop };
+
+  // (a2) the same from the startup snapshot, as the installed hook starts it (no NODE_EXTRA_CA_CERTS).
+  if (fs.existsSync(BLOB)) {
+    log('P cpu profile of the hook path from the startup snapshot (3 runs)');
+    const snapDir = path.join(work, 'cpu-prof-snapshot');
+    fs.mkdirSync(snapDir);
+    let snapWall = 0;
+    let snapProfiled = 0;
+    for (let i = 0; i < runs; i++) {
+      repo.commit('profiled commit (snapshot)');
+      const r = runTimed({ file: NODE, args: ['--cpu-prof', `--cpu-prof-dir=${snapDir}`, '--cpu-prof-interval=200', '--snapshot-blob', BLOB, '--', ...HOOK_ARGS], cwd: repo.dir, env: envNoCa });
+      if (r.code !== 0) throw new Error(`profiled snapshot hook run: exit ${r.code}`);
+      snapWall += r.ms;
+    }
+    const snapTotal = new Map<string, number>();
+    for (const f of fs.readdirSync(snapDir).filter((x) => x.endsWith('.cpuprofile'))) {
+      const profile = JSON.parse(fs.readFileSync(path.join(snapDir, f), 'utf8')) as CpuProfile;
+      snapProfiled += (profile.endTime - profile.startTime) / 1000;
+      for (const [k, x] of selfTimeByOwner(profile)) snapTotal.set(k, (snapTotal.get(k) ?? 0) + x);
+    }
+    details.cpuProfileSnapshot = {
+      entry: 'startup snapshot (node --snapshot-blob dist/snapshot/provider-bridge.blob), NODE_EXTRA_CA_CERTS dropped; the profile starts after the snapshot is deserialized',
+      runs,
+      meanWallMs: snapWall / runs,
+      meanProfiledMs: snapProfiled / runs,
+      topSelfTime: [...snapTotal.entries()].map(([owner, x]) => ({ owner, selfMs: Math.round((x / runs) * 10) / 10 })).sort((a, b) => b.selfMs - a.selfMs).slice(0, 15),
+    };
+  }
 
   // (b) module load times: dynamic import() timed in a fresh process.
   log('P module load times (hook order and each alone)');
@@ -1196,9 +1224,13 @@ function printTable(): void {
     for (const r of notes) console.log(`  ${r.id.padEnd(4)} ${r.figure}: ${r.note}`);
   }
   const cpu = details.cpuProfile as { meanWallMs: number; meanProfiledMs: number; topSelfTime: Array<{ owner: string; selfMs: number }> } | undefined;
-  if (cpu) {
-    console.log(`\nHook path CPU profile (self time, mean of 3 runs; wall ${ms(cpu.meanWallMs)}, profiled ${ms(cpu.meanProfiledMs)}):`);
-    for (const t of cpu.topSelfTime) console.log(`  ${t.selfMs.toFixed(1).padStart(7)} ms  ${t.owner}`);
+  for (const [label, prof] of [
+    ['ESM build', cpu],
+    ['startup snapshot, as the installed hook runs it', details.cpuProfileSnapshot as typeof cpu],
+  ] as const) {
+    if (!prof) continue;
+    console.log(`\nHook path CPU profile, ${label} (self time, mean of 3 runs; wall ${ms(prof.meanWallMs)}, profiled ${ms(prof.meanProfiledMs)}):`);
+    for (const t of prof.topSelfTime) console.log(`  ${t.selfMs.toFixed(1).padStart(7)} ms  ${t.owner}`);
   }
   const ml = details.moduleLoad as { hookOrder: Array<{ module: string; incrementalMs: number }>; hookOrderTotalMs: number; alone: Array<{ module: string; ms: number }> } | undefined;
   if (ml) {
