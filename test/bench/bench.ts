@@ -246,6 +246,26 @@ function hookLog(dataRoot: string): { ok: number; failed: number; inProcessMs: n
   return result;
 }
 
+/**
+ * A side-by-side row that has no budget of its own (`(reference)` or `(like for like)`):
+ * median of `measured` over median of `floor`, both in ms from one interleaved run.
+ */
+function infoRow(id: string, figure: string, measured: number[], floor: number[], floorLabel: string, budget: '(reference)' | '(like for like)', note?: string): void {
+  const m = median(measured);
+  const f = median(floor);
+  rows.push({
+    id,
+    figure,
+    measured: ms(m),
+    floor: `${ms(f)} ${floorLabel}`,
+    ratio: times(m / f),
+    budget,
+    result: 'info',
+    ...(note ? { note } : {}),
+    data: { measured: summarize(measured), floor: summarize(floor), ratio: m / f },
+  });
+}
+
 // ---- 1. hook path -------------------------------------------------------------------------
 
 function benchHook(): void {
@@ -292,42 +312,18 @@ function benchHook(): void {
     });
   }
   const esm = median(s.dupEsm!);
-  rows.push({
-    id: '1c',
-    figure: 'hook path, duplicate, ESM entry, CA kept (as before)',
-    measured: ms(esm),
-    floor: `${ms(floor)} node -e 0`,
-    ratio: times(esm / floor),
-    budget: '(reference)',
-    result: 'info',
-    data: { measured: summarize(s.dupEsm!), floor: summarize(s.floor!), ratio: esm / floor },
-  });
-  const snapCa = median(s.dupSnapCa!);
-  rows.push({
-    id: '1d',
-    figure: 'hook path, duplicate, snapshot, CA kept',
-    measured: ms(snapCa),
-    floor: `${ms(floor)} node -e 0`,
-    ratio: times(snapCa / floor),
-    budget: '(reference)',
-    result: 'info',
-    note: `the snapshot alone saves ${ms(esm - snapCa)} per hook call`,
-    data: { measured: summarize(s.dupSnapCa!), floor: summarize(s.floor!), ratio: snapCa / floor },
-  });
+  infoRow('1c', 'hook path, duplicate, ESM entry, CA kept (as before)', s.dupEsm!, s.floor!, 'node -e 0', '(reference)');
+  infoRow('1d', 'hook path, duplicate, snapshot, CA kept', s.dupSnapCa!, s.floor!, 'node -e 0', '(reference)', `the snapshot alone saves ${ms(esm - median(s.dupSnapCa!))} per hook call`);
   if (caSet) {
-    const clean = median(s.floorNoCa!);
-    const dup = median(s.dup!);
-    rows.push({
-      id: '1e',
-      figure: 'hook path, duplicate, vs node -e 0 without NODE_EXTRA_CA_CERTS',
-      measured: ms(dup),
-      floor: `${ms(clean)} node -e 0, no CA`,
-      ratio: times(dup / clean),
-      budget: '(like for like)',
-      result: 'info',
-      note: `NODE_EXTRA_CA_CERTS costs node ${ms(floor - clean)} at start-up; the hook drops it, so this is the hook's own cost over bare node`,
-      data: { measured: summarize(s.dup!), floor: summarize(s.floorNoCa!), ratio: dup / clean },
-    });
+    infoRow(
+      '1e',
+      'hook path, duplicate, vs node -e 0 without NODE_EXTRA_CA_CERTS',
+      s.dup!,
+      s.floorNoCa!,
+      'node -e 0, no CA',
+      '(like for like)',
+      `NODE_EXTRA_CA_CERTS costs node ${ms(floor - median(s.floorNoCa!))} at start-up; the hook drops it, so this is the hook's own cost over bare node`,
+    );
   }
 }
 
@@ -413,41 +409,9 @@ function benchStatus(): void {
     result: verdict(m / floor <= 1.5),
     data: { measured: summarize(s.status!), floor: summarize(s.floor!), ratio: m / floor },
   });
-  const esm = median(s.statusEsm!);
-  rows.push({
-    id: '3r',
-    figure: 'aggregate-status, ESM entry, CA kept (as before)',
-    measured: ms(esm),
-    floor: `${ms(floor)} node -e 0`,
-    ratio: times(esm / floor),
-    budget: '(reference)',
-    result: 'info',
-    data: { measured: summarize(s.statusEsm!), floor: summarize(s.floor!), ratio: esm / floor },
-  });
-  const snapCa = median(s.statusSnapCa!);
-  rows.push({
-    id: '3s',
-    figure: 'aggregate-status, snapshot, CA kept',
-    measured: ms(snapCa),
-    floor: `${ms(floor)} node -e 0`,
-    ratio: times(snapCa / floor),
-    budget: '(reference)',
-    result: 'info',
-    data: { measured: summarize(s.statusSnapCa!), floor: summarize(s.floor!), ratio: snapCa / floor },
-  });
-  if (caSet) {
-    const clean = median(s.floorNoCa!);
-    rows.push({
-      id: '3c',
-      figure: 'aggregate-status vs node -e 0 without NODE_EXTRA_CA_CERTS',
-      measured: ms(m),
-      floor: `${ms(clean)} node -e 0, no CA`,
-      ratio: times(m / clean),
-      budget: '(like for like)',
-      result: 'info',
-      data: { measured: summarize(s.status!), floor: summarize(s.floorNoCa!), ratio: m / clean },
-    });
-  }
+  infoRow('3r', 'aggregate-status, ESM entry, CA kept (as before)', s.statusEsm!, s.floor!, 'node -e 0', '(reference)');
+  infoRow('3s', 'aggregate-status, snapshot, CA kept', s.statusSnapCa!, s.floor!, 'node -e 0', '(reference)');
+  if (caSet) infoRow('3c', 'aggregate-status vs node -e 0 without NODE_EXTRA_CA_CERTS', s.status!, s.floorNoCa!, 'node -e 0, no CA', '(like for like)');
 }
 
 // ---- 4. growth with history ---------------------------------------------------------------

@@ -15,11 +15,16 @@ export interface CliRun {
   json: any;
 }
 
-export function runCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; input?: string | Buffer }): CliRun {
+/**
+ * Runs `node dist/src/bridge/cli.js <args>` (or `options.command` followed by `args`, e.g. the
+ * `provider-bridge` bin) with stdin `options.input` (default empty).
+ */
+export function runCli(args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; input?: string | Buffer; command?: string[] }): CliRun {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(options.env ?? process.env)) if (!k.startsWith('GIT_') && k !== 'FLOWFORGE_DATA_PATH') env[k] = v;
   Object.assign(env, options.env ?? {});
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: options.cwd, env, input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const [file, ...prefix] = options.command ?? [process.execPath, CLI];
+  const r = spawnSync(file!, [...prefix, ...args], { cwd: options.cwd, env, input: options.input ?? '', encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   let json: unknown;
   try {
     json = JSON.parse(r.stdout);

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hookCommand } from '../../src/bridge/hooks-install.js';
+import { runCli, type CliRun } from '../helpers/cli.js';
 import { PROJECT_ROOT, withGitRepo, type GitRepo } from '../helpers/git-repo.js';
 
 const BIN = path.join(PROJECT_ROOT, 'src/bridge/provider-bridge.sh');
@@ -18,23 +19,11 @@ const BLOB = path.join(PROJECT_ROOT, 'dist/snapshot/provider-bridge.blob');
 
 type Entry = 'snapshot' | 'esm';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  json: any;
-}
+type Run = CliRun;
 
 function run(entry: Entry, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input?: string; bin?: string }): Run {
-  const [file, argv] = entry === 'snapshot' ? [opts.bin ?? BIN, args] : [process.execPath, [CLI, ...args]];
-  const r = spawnSync(file, argv, { cwd: opts.cwd, env: { ...opts.env, FLOWFORGE_TRACE_STARTUP: '1' }, input: opts.input ?? '', encoding: 'utf8' });
-  let json: unknown;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch {
-    json = undefined;
-  }
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json };
+  const command = entry === 'snapshot' ? [opts.bin ?? BIN] : [process.execPath, CLI];
+  return runCli(args, { cwd: opts.cwd, env: { ...opts.env, FLOWFORGE_TRACE_STARTUP: '1' }, input: opts.input ?? '', command });
 }
 
 /** The trace line of FLOWFORGE_TRACE_STARTUP: which entry ran. */
