@@ -14,6 +14,7 @@
 import type { HandlerContext } from '../../src/core/context.js';
 import { CorruptError, IoError, RateLimitError } from '../../src/core/errors.js';
 import { acquireLock, type StoreLock } from '../../src/core/lock.js';
+import { DATA_ROOT_GITIGNORE } from '../../src/core/logger.js';
 import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
 import { autoBatchSize, planFlush } from './flush-policy.js';
 import { openIdIndex, type IdIndex } from './id-index.js';
@@ -154,7 +155,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
     // The data root ignores itself, so `git add -A` in the user's repository never commits the
     // journal, user ids or metrics (and nothing outside the data root is touched for it).
     const ignore = path.join(ctx.dataRoot, '.gitignore');
-    if (!ctx.fs.stat(ignore)) ctx.fs.writeFileDurable(ignore, '# FlowForge Aggregation data: never committed\n*\n');
+    if (!ctx.fs.stat(ignore)) ctx.fs.writeFileDurable(ignore, DATA_ROOT_GITIGNORE);
     lock = await acquireLock(layout.lockTarget, lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs });
     const { journal, quarantine } = openJournal(layout.journal, layout.errors, ctx.fs, ctx.now);
     if (quarantine.badRecords > 0) {

@@ -4,13 +4,12 @@
  * path git reports — chaining to hooks already there. The hook records absolute paths to node
  * and to this CLI, so GUI git clients with a minimal PATH work.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v from 'valibot';
 import type { HandlerDefinition } from '../core/handler.js';
 import { UsageError } from '../core/errors.js';
 import { installHooks, uninstallHooks, type HooksInstallResult, type HooksUninstallResult } from './hooks-install.js';
-import { PACKAGE_ROOT, SNAPSHOT_BLOB_PATH } from './host.js';
+import { PACKAGE_ROOT } from './host.js';
 
 const HooksInput = v.object({
   repo: v.optional(v.string()),
@@ -43,7 +42,7 @@ or our line is added to the husky hook file). uninstall restores what was there.
         repoDir,
         nodePath: process.execPath,
         cliPath: path.join(PACKAGE_ROOT, 'dist/src/bridge/cli.js'),
-        blobPath: fs.existsSync(SNAPSHOT_BLOB_PATH) ? SNAPSHOT_BLOB_PATH : undefined,
+        launcherPath: path.join(PACKAGE_ROOT, 'src/bridge/provider-bridge.sh'),
         env: ctx.env,
       });
     }

@@ -48,8 +48,8 @@ export interface HooksInstallOptions {
   nodePath?: string;
   /** Absolute path of the CLI entry (`dist/src/bridge/cli.js`). Required for install. */
   cliPath?: string;
-  /** Absolute path of the startup snapshot, when one was built; the hook tries it first. */
-  blobPath?: string;
+  /** Absolute path of the `provider-bridge` launcher (src/bridge/provider-bridge.sh); the hook runs it when given. */
+  launcherPath?: string;
   /** Environment for git (default `process.env`). */
   env?: NodeJS.ProcessEnv;
 }
@@ -87,24 +87,19 @@ export function shQuote(value: string): string {
 /**
  * The one line of sh our hook runs for `hook`, ending with {@link HOOK_MARKER}.
  *
- * Node starts with `NODE_EXTRA_CA_CERTS` empty (for this command only, not the rest of the hook).
- * With `blobPath` (the startup snapshot, see src/bridge/snapshot-main.ts) the line first starts
- * node from the snapshot and runs the ESM entry only when that fails: node exits 14 before
- * running anything when the snapshot was built by another node version, and with `--hook` our
- * host itself always exits 0. Running the call twice is harmless: the commit's sha makes the
- * entry id, so a second run finds a duplicate.
+ * With `launcherPath` (the `provider-bridge` launcher, src/bridge/provider-bridge.sh) the hook
+ * runs `FLOWFORGE_NODE=<node> /bin/sh <launcher> aggregate …` (absolute: a GUI client's PATH may lack everything): the launcher starts the startup
+ * snapshot when it can, else the ESM build, and starts node without NODE_EXTRA_CA_CERTS (see
+ * the launcher). Without it, `NODE_EXTRA_CA_CERTS= <node> <cli> aggregate …`.
  */
-export function hookCommand(hook: HookName, nodePath: string, cliPath: string, blobPath?: string): string {
+export function hookCommand(hook: HookName, nodePath: string, cliPath: string, launcherPath?: string): string {
   const args =
     hook === 'post-commit'
       ? 'aggregate --source=git-commit --hook'
       : 'aggregate --source=git-checkout --prev="$1" --new="$2" --flag="$3" --hook';
-  // NODE_EXTRA_CA_CERTS emptied for our call only: node 20 parses that whole bundle at start-up
-  // (44 ms on the benchmark machine) and the hook opens no TLS connection.
-  const node = `NODE_EXTRA_CA_CERTS= ${shQuote(nodePath)}`;
-  const plain = `${node} ${shQuote(cliPath)} ${args} >/dev/null 2>&1`;
-  if (blobPath === undefined) return `${plain} || true ${HOOK_MARKER}`;
-  return `${node} --snapshot-blob ${shQuote(blobPath)} -- ${args} >/dev/null 2>&1 || ${plain} || true ${HOOK_MARKER}`;
+  // The variables apply to this command only, not to the rest of a chained or husky hook.
+  const run = launcherPath === undefined ? `NODE_EXTRA_CA_CERTS= ${shQuote(nodePath)} ${shQuote(cliPath)}` : `FLOWFORGE_NODE=${shQuote(nodePath)} /bin/sh ${shQuote(launcherPath)}`;
+  return `${run} ${args} >/dev/null 2>&1 || true ${HOOK_MARKER}`;
 }
 
 function gitHookScript(hook: HookName, command: string, chained: boolean): string {
@@ -202,7 +197,7 @@ export async function installHooks(options: HooksInstallOptions): Promise<HooksI
   const installed: HookInstallRecord[] = [];
   for (const hook of HOOK_NAMES) {
     const file = path.join(target.dir, hook);
-    const command = hookCommand(hook, nodePath, cliPath, options.blobPath);
+    const command = hookCommand(hook, nodePath, cliPath, options.launcherPath);
     const current = readIfExists(file);
     if (target.via === 'husky') {
       let base = current === undefined ? undefined : stripOurLines(current);

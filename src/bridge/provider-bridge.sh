@@ -1,35 +1,75 @@
 #!/bin/sh
-# provider-bridge launcher (the package's bin). Starts node from this package's V8 startup
-# snapshot (dist/snapshot/provider-bridge.blob, made by `npm run build` for the node that ran
-# it; see src/bridge/snapshot-main.ts), else from the ESM build, dist/src/bridge/cli.js.
+# provider-bridge launcher: the package's bin, and what the git hooks run. Starts node from this
+# package's V8 startup snapshot (dist/snapshot/provider-bridge.blob, made by `npm run build`
+# for the node that ran it; see src/bridge/snapshot-main.ts), else from the ESM build,
+# dist/src/bridge/cli.js. Same arguments, stdin, stdout, stderr and exit code either way.
 #
-# Node exits 14 before running any JavaScript when the snapshot was built by another node
-# version ("Failed to load the startup snapshot…" on stderr); the ESM build then runs with the
-# same arguments and stdin. `npm run build` makes a snapshot for the current node.
-# FLOWFORGE_NO_SNAPSHOT=1 always uses the ESM build. `serve` and `hooks` always do, so that
-# signals reach the long-lived host directly.
+# - The ESM build runs directly (exec) for `serve` and `hooks`, when FLOWFORGE_NO_SNAPSHOT is
+#   set (not 0), when NODE_OPTIONS is set (V8 flags in it make node refuse the snapshot, and
+#   its --import preloads would not run), and when there is no snapshot.
+# - Node refuses a snapshot it cannot use before running any JavaScript: exit 14 (built by
+#   another node version, or other V8 flags) or a crash while reading a damaged file (132,
+#   133, 134, 139). Then the ESM build runs, once, with the same arguments and stdin. Any other
+#   status is the call's own (a signal that stopped it is not retried: the call may already
+#   have stored its entries).
+# - Node runs as a child of this script so that its status can be checked; TERM, INT and HUP
+#   sent to this script are passed on to it.
+# - FLOWFORGE_NODE names the node binary (the git hooks record an absolute path); default
+#   `node` from PATH.
 self=$0
 [ -L "$self" ] && self=$(readlink -f -- "$self")
 root=${self%/src/bridge/*}
 [ "$root" = "$self" ] && root=$(CDPATH= cd -- "$(dirname -- "$self")/../.." && pwd)
+node=${FLOWFORGE_NODE:-node}
 blob=$root/dist/snapshot/provider-bridge.blob
-# Node 20 reads and parses the whole NODE_EXTRA_CA_CERTS bundle at start-up (44 ms of a 72 ms
-# `node -e 0` on the benchmark machine). These actions open no TLS connection from node (git,
-# which sync spawns, reads its own CA settings), so they start without it; aggregate-health,
+esm=$root/dist/src/bridge/cli.js
+
+# The action is the first argument that is not an option, as the host reads it.
+action=
+for arg do
+  case $arg in
+    -*) ;;
+    *) action=$arg; break ;;
+  esac
+done
+
+# Node 20 reads and parses the whole NODE_EXTRA_CA_CERTS bundle at start-up (37-45 ms of a
+# 61-72 ms `node -e 0` on the benchmark machine). These actions open no TLS connection from
+# node (sync's git reads its own CA settings), so they start without it; aggregate-health,
 # serve and hooks keep it: they may run the config's onAlert, which may call a web hook.
-case $1 in
+case $action in
   aggregate | aggregate-status | aggregate-force | aggregate-recover | aggregate-validate | aggregate-cleanup | aggregate-report | aggregate-migrate | aggregate-sync)
     unset NODE_EXTRA_CA_CERTS
     ;;
 esac
-if [ -z "$FLOWFORGE_NO_SNAPSHOT" ] && [ -f "$blob" ]; then
-  case $1 in
-    serve | hooks) ;;
-    *)
-      node --snapshot-blob "$blob" -- "$@"
-      status=$?
-      [ "$status" -eq 14 ] || exit "$status"
-      ;;
-  esac
-fi
-exec node "$root/dist/src/bridge/cli.js" "$@"
+
+snapshot=yes
+case ${FLOWFORGE_NO_SNAPSHOT:-0} in 0 | false | no | '') ;; *) snapshot= ;; esac
+[ -n "$NODE_OPTIONS" ] && snapshot=
+[ -f "$blob" ] || snapshot=
+case $action in serve | hooks) snapshot= ;; esac
+[ -n "$snapshot" ] || exec "$node" "$esm" "$@"
+
+# A background job's stdin is /dev/null unless redirected from a descriptor saved before.
+exec 3<&0
+"$node" --snapshot-blob "$blob" -- "$@" 0<&3 3<&- &
+child=$!
+exec 3<&-
+trap 'kill -TERM "$child" 2>/dev/null' TERM
+trap 'kill -INT "$child" 2>/dev/null' INT
+trap 'kill -HUP "$child" 2>/dev/null' HUP
+wait "$child"
+status=$?
+# wait returns early when a trapped signal arrives: wait until node itself has exited.
+while kill -0 "$child" 2>/dev/null; do
+  wait "$child"
+  status=$?
+done
+trap - TERM INT HUP
+case $status in
+  14 | 132 | 133 | 134 | 139)
+    [ "$status" -eq 14 ] || echo "provider-bridge: the startup snapshot $blob could not be loaded (exit $status); running the ESM build. \`npm run build\` makes a new one." >&2
+    exec "$node" "$esm" "$@"
+    ;;
+esac
+exit "$status"

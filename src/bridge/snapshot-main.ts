@@ -138,7 +138,18 @@ async function main(): Promise<void> {
     process.exitCode = await runHost(argv, io);
     return;
   }
-  const disk = (await importer(pathToFileURL(path.join(PACKAGE_ROOT, 'dist/src/bridge/host.js')).href)) as typeof import('./host.js');
+  if (actionOf(argv) === 'serve') {
+    // Started this way serve ran each schedule once and exited 0 (cause not found); the
+    // launchers never send it here, so refuse rather than stop silently.
+    process.stderr.write('provider-bridge: serve does not run from the startup snapshot; start it with `provider-bridge serve` or `node dist/src/bridge/cli.js serve`\n');
+    process.exitCode = 2;
+    return;
+  }
+  // The ESM build beside the snapshot that was started (the package may have been moved since
+  // the snapshot was built, and then PACKAGE_ROOT is where it was).
+  const blob = startedFrom();
+  const root = blob === undefined || here ? PACKAGE_ROOT : path.resolve(path.dirname(blob), '../..');
+  const disk = (await importer(pathToFileURL(path.join(root, 'dist/src/bridge/host.js')).href)) as typeof import('./host.js');
   process.exitCode = await disk.runHost(argv, io);
 }
 

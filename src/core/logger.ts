@@ -19,12 +19,25 @@ export interface Logger {
 export const LOG_ROTATE_BYTES = 1_048_576;
 const LOG_KEEP = 3;
 
-/** A logger appending to `<logsDir>/<name>.log`; `now` is the injected clock (epoch ms). */
+/** `<dataRoot>/.gitignore`: the data root ignores itself, so `git add -A` never commits it. */
+export const DATA_ROOT_GITIGNORE = '# FlowForge Aggregation data: never committed\n*\n';
+
+/**
+ * A logger appending to `<logsDir>/<name>.log`; `now` is the injected clock (epoch ms). When
+ * it creates `logsDir` (a hook that failed before the store was opened, say), it also writes
+ * the data root's `.gitignore` ({@link DATA_ROOT_GITIGNORE}) into the parent folder if missing.
+ */
 export function createFileLogger(logsDir: string, name: string, now: () => number): Logger {
   const file = path.join(logsDir, `${name}.log`);
   const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     try {
-      fs.mkdirSync(logsDir, { recursive: true, mode: 0o700 });
+      if (fs.mkdirSync(logsDir, { recursive: true, mode: 0o700 }) !== undefined) {
+        try {
+          fs.writeFileSync(path.join(path.dirname(logsDir), '.gitignore'), DATA_ROOT_GITIGNORE, { mode: 0o600, flag: 'wx' });
+        } catch {
+          /* already there, or not writable: the store writes it durably when it opens */
+        }
+      }
       const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
       if (size > LOG_ROTATE_BYTES) {
         for (let i = LOG_KEEP - 1; i >= 1; i--) {

@@ -145,3 +145,13 @@ test('a commit dated in the future or before 2000 is skipped by sha, and the res
   const ids = stored(repo.dir, repo.env).map((e) => e.entryId);
   t.deepEqual(ids.sort(), [`commit:${ok1}`, `commit:${ok2}`].sort());
 });
+
+test('a hook that fails on a bad config still leaves a data root that git ignores (only the log is written)', (t) => {
+  const repo = withGitRepo(t);
+  install(repo);
+  fs.writeFileSync(path.join(repo.dir, 'flowforge.config.json'), '{"batchSize": 0}\n');
+  repo.commit('with a bad config', { 'a.txt': 'a\n' });
+  t.true(fs.existsSync(path.join(repo.dir, '.flowforge/logs/aggregation.log')));
+  t.is(fs.readFileSync(path.join(repo.dir, '.flowforge/.gitignore'), 'utf8'), '# FlowForge Aggregation data: never committed\n*\n');
+  t.is(repo.git(['status', '--porcelain', '--untracked-files=all']), '');
+});

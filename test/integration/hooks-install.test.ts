@@ -133,10 +133,7 @@ test("this repository's own hooks are one-line calls, executable, in husky's hoo
     ['post-checkout', 'aggregate --source=git-checkout --prev="$1" --new="$2" --flag="$3" --hook'],
   ] as const) {
     const file = path.join(PROJECT_ROOT, 'hooks', hook);
-    t.is(
-      fs.readFileSync(file, 'utf8'),
-      `NODE_EXTRA_CA_CERTS= node --snapshot-blob dist/snapshot/provider-bridge.blob -- ${args} >/dev/null 2>&1 || NODE_EXTRA_CA_CERTS= node dist/src/bridge/cli.js ${args} >/dev/null 2>&1 || true\n`,
-    );
+    t.is(fs.readFileSync(file, 'utf8'), `sh src/bridge/provider-bridge.sh ${args} >/dev/null 2>&1 || true\n`);
     t.is(fs.statSync(file).mode & 0o111, 0o111);
   }
 });
