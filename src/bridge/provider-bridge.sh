@@ -50,14 +50,21 @@ case ${FLOWFORGE_NO_SNAPSHOT:-0} in 0 | false | no | '') ;; *) snapshot= ;; esac
 case $action in serve | hooks) snapshot= ;; esac
 [ -n "$snapshot" ] || exec "$node" "$esm" "$@"
 
+# Signals are trapped before node starts (one arriving in between is passed on once it has).
+child=
+pending=
+forward() {
+  if [ -n "$child" ]; then kill "-$1" "$child" 2>/dev/null; else pending=$1; fi
+}
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+trap 'forward HUP' HUP
 # A background job's stdin is /dev/null unless redirected from a descriptor saved before.
 exec 3<&0
 "$node" --snapshot-blob "$blob" -- "$@" 0<&3 3<&- &
 child=$!
 exec 3<&-
-trap 'kill -TERM "$child" 2>/dev/null' TERM
-trap 'kill -INT "$child" 2>/dev/null' INT
-trap 'kill -HUP "$child" 2>/dev/null' HUP
+[ -n "$pending" ] && kill "-$pending" "$child" 2>/dev/null
 wait "$child"
 status=$?
 # wait returns early when a trapped signal arrives: wait until node itself has exited.
