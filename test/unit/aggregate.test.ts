@@ -38,6 +38,36 @@ test('size trigger: 25 entries with batchSize 10 make two batches of 10; 5 stay 
   t.deepEqual(s.batches().map((b) => b.entryCount), [10, 10]);
 });
 
+test('a large call writes whole batches straight to batch files: the same batches as the size trigger, the journal holds only the rest', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const ts = s.clock.now() - 1;
+  t.like(await aggregate.run(input([0, 1, 2].map((i) => rawEntry(i, ts))), s.ctx), { accepted: 3, pending: 3 });
+  const ids = Array.from({ length: 45 }, (_, i) => i + 3);
+  const r = await aggregate.run(input(ids.map((i) => rawEntry(i, ts))), s.ctx);
+  // 7 complete the pending batch (journal, size trigger), 3 whole batches go straight to files,
+  // 8 stay pending (below the threshold of 9).
+  t.like(r, { accepted: 45, duplicates: 0, pending: 8 });
+  t.deepEqual(r.flushed.map((f) => [f.entryCount, f.trigger]), [
+    [10, 'size'],
+    [10, 'size'],
+    [10, 'size'],
+    [10, 'size'],
+  ]);
+  const batches = s.batches();
+  t.deepEqual(batches.map((b) => b.entryCount), [10, 10, 10, 10]);
+  const contents = batches.map((b) => b.entries.map((e) => Number(e.entryId.slice(3)))).sort((a, b) => a[0]! - b[0]!);
+  t.deepEqual(contents, [0, 10, 20, 30].map((from) => Array.from({ length: 10 }, (_, k) => from + k)));
+  t.deepEqual(r.flushed.map((f) => f.file).sort(), batches.map((b) => `aggregated/${b.batchId}.json`).sort());
+  const journal = fs.readFileSync(path.join(s.dataRoot, 'aggregated/journal/journal.log'), 'utf8');
+  t.true(journal.includes('"id-9"'), 'the entries completing the pending batch went through the journal');
+  t.false(journal.includes('"id-20"'), 'entries of whole batches never went through the journal');
+  t.true(journal.includes('"id-47"'), 'the remainder is pending in the journal');
+  // Every entry is known: sent again, all are duplicates (the direct ones through the id index).
+  t.like(await aggregate.run(input([0, 1, 2, ...ids].map((i) => rawEntry(i, ts))), s.ctx), { accepted: 0, duplicates: 48, pending: 8, flushed: [] });
+  const status = await (await import('../../plugins/aggregation/handlers/aggregate-status.js')).aggregateStatus.run({}, s.ctx);
+  t.like(status, { pending: 8, batches: { count: 4, entries: 40 } });
+});
+
 test('a duplicate is counted and not stored, pending or already in a batch, also after compaction', async (t) => {
   const s = withTempStore(t, { batchSize: 50 });
   const ts = s.clock.now() - 1;
@@ -45,9 +75,10 @@ test('a duplicate is counted and not stored, pending or already in a batch, also
   t.like(await aggregate.run(input([rawEntry(1, ts), rawEntry(1, ts), rawEntry(2, ts)]), s.ctx), { accepted: 1, duplicates: 2, pending: 2 });
   await aggregateForce.run({}, s.ctx);
   t.like(await aggregate.run(input([rawEntry(1, ts)]), s.ctx), { accepted: 0, duplicates: 1, pending: 0 });
-  // Push enough through to compact the journal, so ids must come from the index shards.
+  // Push enough through the journal to compact it, so ids must come from the index shards
+  // (calls of 40 entries: a larger call writes whole batches straight to batch files).
   const many = Array.from({ length: COMPACT_AFTER_ENTRIES + 10 }, (_, i) => rawEntry(100 + i, ts));
-  await aggregate.run(input(many), s.ctx);
+  for (let i = 0; i < many.length; i += 40) await aggregate.run(input(many.slice(i, i + 40)), s.ctx);
   await aggregateForce.run({}, s.ctx);
   const journal = fs.readFileSync(path.join(s.dataRoot, 'aggregated/journal/journal.log'), 'utf8');
   t.false(journal.includes('"id-1"'), 'journal was compacted');

@@ -361,11 +361,12 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
     return await withStore(
       ctx,
       async (store) => {
-        const { accepted } = store.ingest(
+        // Whole batches of a large call go straight to batch files (see OpenStore.ingestBulk).
+        const bulk = await store.ingestBulk(
           entries.filter((e) => !acceptedIds.has(e.entryId)),
           { rateLimit },
         );
-        for (const je of accepted) acceptedIds.add(je.entry.entryId);
+        for (const id of bulk.acceptedIds) acceptedIds.add(id);
         const outcome = await store.flush();
         const { pending, batchAgeMs } = store.pendingSummary();
         return {
@@ -373,8 +374,8 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
           duplicates: entries.length - acceptedIds.size,
           pending,
           batchAgeMs,
-          flushed: [...store.resumed, ...outcome.flushed],
-          failed: outcome.failed,
+          flushed: [...store.resumed, ...bulk.flushed, ...outcome.flushed],
+          failed: [...bulk.failed, ...outcome.failed],
           skipped,
         };
       },
