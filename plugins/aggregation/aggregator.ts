@@ -21,7 +21,7 @@ import { isDirectRange, openJournal, type BatchRange, type Journal, type Journal
 import { readInbox } from './inbox.js';
 import { batchFile, failedFile, storeLayout, type StoreLayout } from './layout.js';
 import { readMetrics, recordFlush, writeMetrics, type MetricsFile } from './metrics.js';
-import type { Entry, FlushedBatch } from './types.js';
+import type { BatchFile, Entry, FlushedBatch } from './types.js';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -433,7 +433,10 @@ function createOpenStore(
     const outcome: FlushOutcome = { flushed: [], failed: [] };
     const done: BatchRange[] = [];
     const counts: number[] = [];
-    const batches = chunks.map((chunk) => makeBatch(chunk.range.b, now, chunk.entries));
+    // Built on first use: in a group write, batch i is serialized when its turn comes, so the
+    // checksums and JSON of later batches are computed while earlier ones are being fsynced.
+    const built: Array<BatchFile | undefined> = new Array(chunks.length);
+    const batchAt = (i: number): BatchFile => (built[i] ??= makeBatch(chunks[i]!.range.b, now, chunks[i]!.entries));
     // Group commit: several batches are written concurrently with ONE directory fsync; a
     // batch the group could not write takes the one-by-one path below (retries, parking).
     const grouped = new Map<number, number>();
@@ -444,7 +447,7 @@ function createOpenStore(
       try {
         written = await ctx.fs.writeFilesDurable(
           layout.aggregated,
-          chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: JSON.stringify(batches[i]) })),
+          chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: () => JSON.stringify(batchAt(i)) })),
         );
       } catch (error) {
         written = chunks.map(() => error as Error);
@@ -457,7 +460,7 @@ function createOpenStore(
     }
     for (const [i, chunk] of chunks.entries()) {
       const started = performance.now();
-      const batch = batches[i]!;
+      const batch = batchAt(i);
       const entries = batch.entries;
       const file = batchFile(layout, chunk.range.b);
       metrics.totalOperations++;
