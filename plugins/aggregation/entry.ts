@@ -237,7 +237,7 @@ interface Walk {
  */
 function sortedKeys(obj: object, walk: Walk): string[] {
   const keys = Object.keys(obj);
-  if (keys.length > 1) keys.sort();
+  sortCodeUnits(keys);
   let bound = 2;
   for (const k of keys) {
     bound += 6 * k.length + 4;
@@ -246,6 +246,31 @@ function sortedKeys(obj: object, walk: Walk): string[] {
   }
   walk.bound += bound;
   return keys;
+}
+
+/** Keys up to this many are sorted by insertion sort (no allocation); more by Array#sort. */
+const INSERTION_SORT_MAX = 16;
+
+/**
+ * Sorts strings in place by UTF-16 code units, as `Array#sort()` without a comparator does (and
+ * as `<` compares). Metadata objects have a handful of keys, and `Array#sort` allocates a work
+ * array on every call (about 0.8 KB; 400 MB for a streamed million entries): small arrays take
+ * an insertion sort instead.
+ */
+function sortCodeUnits(keys: string[]): void {
+  if (keys.length > INSERTION_SORT_MAX) {
+    keys.sort();
+    return;
+  }
+  for (let i = 1; i < keys.length; i++) {
+    const k = keys[i]!;
+    let j = i - 1;
+    while (j >= 0 && keys[j]! > k) {
+      keys[j + 1] = keys[j]!;
+      j--;
+    }
+    keys[j + 1] = k;
+  }
 }
 
 /**
