@@ -270,11 +270,13 @@ export function createNodePrimitives(): FsPrimitives {
       // half the file-system calls per file, each one a trip through libuv's thread pool. The
       // temp name has write-file-atomic's form, so aggregate-cleanup removes one left by a kill.
       const outcome: Array<Error | undefined> = new Array(items.length).fill(undefined);
+      // One random draw per group (a draw per file cost ~14 µs each): distinct within the group.
+      const base = randomBytes(4).readUInt32BE(0);
       let next = 0;
       const worker = async (): Promise<void> => {
         for (let i = next++; i < items.length; i = next++) {
           const item = items[i]!;
-          const tmp = `${item.file}.${randomBytes(4).readUInt32BE(0)}`;
+          const tmp = `${item.file}.${(base + i) >>> 0}`;
           let handle: fsp.FileHandle | undefined;
           try {
             const data = itemData(item);
