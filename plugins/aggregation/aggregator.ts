@@ -86,9 +86,11 @@ export interface OpenStore {
    * return: `acceptedIds` are the new entries (in the journal or a batch file), `flushed` and
    * `failed` the batches written or parked; `stuck` as in {@link FlushOutcome}. Throws
    * RateLimitError (nothing stored) like ingest. With fewer than BULK_MIN_BATCHES whole batches
-   * it is ingest.
+   * it is ingest. `onDurable` is told the ids as soon as they are safe (journal appended, or
+   * batch files and index written), so a caller that starts over after a lost lock does not
+   * count its own entries as duplicates.
    */
-  ingestBulk(entries: readonly Entry[], options?: { rateLimit?: boolean }): Promise<{ acceptedIds: string[]; duplicates: number; flushed: FlushedBatch[]; failed: FlushOutcome['failed']; stuck?: string }>;
+  ingestBulk(entries: readonly Entry[], options?: { rateLimit?: boolean; onDurable?: (entryIds: readonly string[]) => void }): Promise<{ acceptedIds: string[]; duplicates: number; flushed: FlushedBatch[]; failed: FlushOutcome['failed']; stuck?: string }>;
   /** Applies the size/threshold/age triggers, or flushes everything with `manual`. */
   flush(options?: { manual?: boolean }): Promise<FlushOutcome>;
   /** Pending count and age of the oldest pending entry in ms (0 when none). */
@@ -562,7 +564,9 @@ function createOpenStore(
       const wholeBatches = Math.floor((fresh.length - head) / batchSize);
       if (wholeBatches < BULK_MIN_BATCHES) {
         const { accepted } = store.ingest(fresh, options);
-        return { acceptedIds: accepted.map((je) => je.entry.entryId), duplicates, flushed: [], failed: [] };
+        const acceptedIds = accepted.map((je) => je.entry.entryId);
+        options.onDurable?.(acceptedIds);
+        return { acceptedIds, duplicates, flushed: [], failed: [] };
       }
       if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
       metrics.totalOperations++;
@@ -571,6 +575,7 @@ function createOpenStore(
       lock.assertHeld();
       // One append (one fdatasync) for the head and the remainder.
       const appended = journal.append(fresh.slice(0, head).concat(fresh.slice(directEnd)), now);
+      options.onDurable?.(appended.map((je) => je.entry.entryId));
       const chunks: BatchChunk[] = [];
       for (let from = head; from < directEnd; from += batchSize) {
         const slice = fresh.slice(from, from + batchSize);
@@ -595,11 +600,14 @@ function createOpenStore(
       }
       lock.assertHeld();
       await index.add(pairs);
+      options.onDurable?.(pairs.map((p) => p.entryId));
       if (stuckFrom !== undefined) {
         // Neither written nor parked: these entries stay safe in the journal, pending.
         const rest = chunks.slice(stuckFrom).flatMap((c) => c.entries);
         lock.assertHeld();
-        for (const je of journal.append(rest, now)) acceptedIds.push(je.entry.entryId);
+        const safe = journal.append(rest, now).map((je) => je.entry.entryId);
+        options.onDurable?.(safe);
+        for (const id of safe) acceptedIds.push(id);
       }
       lock.assertHeld();
       if (done.length > 0) journal.commit(done, ctx.now(), counts);

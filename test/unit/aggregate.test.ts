@@ -172,6 +172,32 @@ test('a lock lost mid-operation: the call stops before its next write, starts ov
   t.deepEqual(ids, ['id-1', 'id-2']);
 });
 
+test('a lock lost during a bulk ingest, after its batch files and ids are durable: the retry commits them and counts them as accepted, not duplicates', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const lockOwner = path.join(s.dataRoot, 'aggregated/journal/store.lock/owner.json');
+  let stolen = 0;
+  s.setFs(
+    createFaultyFsPort((op) => {
+      // The id index append of the direct batches (step 3): someone takes the lock over once.
+      if (op === 'appendAllDurable' && stolen === 0 && fs.existsSync(lockOwner)) {
+        stolen++;
+        const owner = JSON.parse(fs.readFileSync(lockOwner, 'utf8'));
+        fs.writeFileSync(lockOwner, JSON.stringify({ ...owner, token: 'intruder' }));
+        setTimeout(() => fs.rmSync(path.dirname(lockOwner), { recursive: true, force: true }), 50);
+      }
+      return undefined;
+    }),
+  );
+  const r = await aggregate.run(input([1, 2, 3, 4, 5, 6, 7].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx);
+  t.is(stolen, 1);
+  t.true(s.logs.lines.some((l) => l.msg === 'store lock lost mid-operation; starting over'));
+  t.like(r, { accepted: 7, duplicates: 0, pending: 1 });
+  t.deepEqual(r.flushed.map((f) => f.entryCount), [2, 2, 2]);
+  const ids = s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort();
+  t.deepEqual(ids, ['id-1', 'id-2', 'id-3', 'id-4', 'id-5', 'id-6']);
+  t.like(await aggregate.run(input([1, 2, 3, 4, 5, 6, 7].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx), { accepted: 0, duplicates: 7, pending: 1 });
+});
+
 test('batchSize "auto": small entries make batches of 500, 4 KB entries batches of about 64 KB', async (t) => {
   const small = withTempStore(t, { batchSize: 'auto' });
   const r1 = await aggregate.run(input(Array.from({ length: 1200 }, (_, i) => rawEntry(i, small.clock.now() - 1))), small.ctx);

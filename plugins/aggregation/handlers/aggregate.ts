@@ -367,9 +367,8 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
         // Whole batches of a large call go straight to batch files (see OpenStore.ingestBulk).
         const bulk = await store.ingestBulk(
           entries.filter((e) => !acceptedIds.has(e.entryId)),
-          { rateLimit },
+          { rateLimit, onDurable: (ids) => ids.forEach((id) => acceptedIds.add(id)) },
         );
-        for (const id of bulk.acceptedIds) acceptedIds.add(id);
         const outcome = await store.flush();
         const { pending, batchAgeMs } = store.pendingSummary();
         return {
