@@ -423,8 +423,20 @@ function createOpenStore(
     return { fresh, duplicates };
   };
 
+  /** The journal half of {@link OpenStore.ingest}: rate limit, append (durable), counters. */
+  const appendFresh = (fresh: Entry[], duplicates: number, options: { rateLimit?: boolean }): { accepted: JournalEntry[]; duplicates: number } => {
+    if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
+    metrics.totalOperations++;
+    lock.assertHeld();
+    const accepted = journal.append(fresh, ctx.now());
+    metrics.successfulOperations++;
+    metrics.acceptedEntries += accepted.length;
+    metrics.duplicateEntries += duplicates;
+    return { accepted, duplicates };
+  };
+
   /**
-   * Steps 2 of the flush protocol for batches named by an intent already recorded: writes each
+   * Step 2 of the flush protocol for batches named by an intent already recorded: writes each
    * batch file (a group commit when there are several: concurrent atomic writes, ONE directory
    * fsync), retries a batch the group could not write one by one (FLUSH_ATTEMPTS, backoff), and
    * parks a batch that still fails in recovery/. Returns the ranges to commit (a prefix of
@@ -515,14 +527,7 @@ function createOpenStore(
     resumed: [],
     ingest(entries, options = {}) {
       const { fresh, duplicates } = freshOf(entries);
-      if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
-      metrics.totalOperations++;
-      lock.assertHeld();
-      const accepted = journal.append(fresh, ctx.now());
-      metrics.successfulOperations++;
-      metrics.acceptedEntries += accepted.length;
-      metrics.duplicateEntries += duplicates;
-      return { accepted, duplicates };
+      return appendFresh(fresh, duplicates, options);
     },
     async flush(options = {}) {
       const now = ctx.now();
@@ -563,7 +568,7 @@ function createOpenStore(
       const head = P % batchSize === 0 ? 0 : Math.min(fresh.length, batchSize - (P % batchSize));
       const wholeBatches = Math.floor((fresh.length - head) / batchSize);
       if (wholeBatches < BULK_MIN_BATCHES) {
-        const { accepted } = store.ingest(fresh, options);
+        const { accepted } = appendFresh(fresh, duplicates, options);
         const acceptedIds = accepted.map((je) => je.entry.entryId);
         options.onDurable?.(acceptedIds);
         return { acceptedIds, duplicates, flushed: [], failed: [] };

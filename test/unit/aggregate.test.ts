@@ -126,6 +126,19 @@ test('when the batch cannot be parked either, its entries stay pending in the jo
   t.deepEqual(s.batches()[0]!.entries.map((e) => e.entryId), ['id-1', 'id-2']);
 });
 
+test('a bulk ingest whose batch files can be neither written nor parked: those entries stay pending in the journal, once each', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  s.setFs(createFaultyFsPort((op, args) => (op === 'writeFilesDurable' || (op === 'writeFileDurable' && /batch_/.test(String(args[0]))) ? 'EIO' : undefined)));
+  const r = await aggregate.run(input([1, 2, 3, 4, 5].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx);
+  t.like(r, { accepted: 5, duplicates: 0, pending: 5, flushed: [], failed: [] });
+  t.deepEqual(s.batches(), []);
+  s.setFs(createFaultyFsPort(() => undefined));
+  const forced = await aggregateForce.run({}, s.ctx);
+  t.deepEqual(forced.flushed.map((f) => f.entryCount), [2, 2, 1]);
+  t.deepEqual(s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort(), ['id-1', 'id-2', 'id-3', 'id-4', 'id-5']);
+  t.like(await aggregate.run(input([1, 2, 3, 4, 5].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx), { accepted: 0, duplicates: 5 });
+});
+
 test('a process killed after writing the batch file but before the commit: the next call commits it, no duplicate batch', async (t) => {
   const s = withTempStore(t, { batchSize: 100 });
   await aggregate.run(input([rawEntry(1, s.clock.now() - 1), rawEntry(2, s.clock.now() - 1)]), s.ctx);
