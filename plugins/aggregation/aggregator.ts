@@ -18,11 +18,11 @@ import { DATA_ROOT_GITIGNORE } from '../../src/core/logger.js';
 import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
 import { autoBatchSize, planFlush } from './flush-policy.js';
 import { openIdIndex, type IdIndex } from './id-index.js';
-import { openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
+import { isDirectRange, openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
 import { readInbox } from './inbox.js';
 import { batchFile, failedFile, storeLayout, type StoreLayout } from './layout.js';
 import { readMetrics, recordFlush, writeMetrics, type MetricsFile } from './metrics.js';
-import type { Entry, FlushedBatch } from './types.js';
+import type { BatchFile, Entry, FlushedBatch } from './types.js';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -32,6 +32,8 @@ export const FLUSH_ATTEMPTS = 3;
 export const FLUSH_BACKOFF_MS = 25;
 /** A flush of at least this many batches writes them as one group (concurrent fsyncs, one directory fsync). */
 export const GROUP_FLUSH_MIN_BATCHES = 2;
+/** `ingestBulk` writes batches straight to files only when it has at least this many whole batches of new entries. */
+export const BULK_MIN_BATCHES = 2;
 /** Compact the journal once this many committed entries are still listed in it. */
 export const COMPACT_AFTER_ENTRIES = 256;
 
@@ -74,6 +76,22 @@ export interface OpenStore {
    * the limit. A no-op when the limit is off.
    */
   reserveRateLimit(perUser: ReadonlyMap<string, number>): void;
+  /**
+   * Bulk form of {@link ingest} for many entries (an `--input` file): whole batches of the new
+   * entries are written straight to batch files (trigger `size`, one group commit) instead of
+   * being appended to the journal and flushed back out of it; only the entries that complete
+   * the pending partial batch and the remainder (< batchSize) are appended to the journal. The
+   * batches are those ingest + flush would cut. Exactly once: the batches are named by a journal
+   * intent first, their ids reach the id index before the commit record, and an intent left open
+   * by a killed process is resolved from the files found (see resolveOpenIntent). Durable on
+   * return: `acceptedIds` are the new entries (in the journal or a batch file), `flushed` and
+   * `failed` the batches written or parked; `stuck` as in {@link FlushOutcome}. Throws
+   * RateLimitError (nothing stored) like ingest. With fewer than BULK_MIN_BATCHES whole batches
+   * it is ingest. `onDurable` is told the ids as soon as they are safe (journal appended, or
+   * batch files and index written), so a caller that starts over after a lost lock does not
+   * count its own entries as duplicates.
+   */
+  ingestBulk(entries: readonly Entry[], options?: { rateLimit?: boolean; onDurable?: (entryIds: readonly string[]) => void }): Promise<{ acceptedIds: string[]; duplicates: number; flushed: FlushedBatch[]; failed: FlushOutcome['failed']; stuck?: string }>;
   /** Applies the size/threshold/age triggers, or flushes everything with `manual`. */
   flush(options?: { manual?: boolean }): Promise<FlushOutcome>;
   /** Pending count and age of the oldest pending entry in ms (0 when none). */
@@ -106,6 +124,13 @@ const safeRead = <T>(read: () => T): T | undefined => {
     return undefined;
   }
 };
+
+/** A batch to write: its entries, why it is cut, and its range in the intent. */
+interface BatchChunk {
+  trigger: FlushedBatch['trigger'];
+  entries: Entry[];
+  range: BatchRange;
+}
 
 const newBatchId = (at: number): string => `batch_${String(at).padStart(13, '0')}_${randomBytes(4).toString('hex')}`;
 
@@ -171,7 +196,7 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
     const metricsAtOpen = JSON.stringify(metrics);
     const heldLock = lock;
     const store = createOpenStore(ctx, layout, journal, index, metrics, quarantine, heldLock);
-    store.resumed = resolveOpenIntent(ctx, store, heldLock);
+    store.resumed = await resolveOpenIntent(ctx, store, heldLock);
     mergeInbox(ctx, store, heldLock);
     try {
       const result = await fn(store);
@@ -271,19 +296,30 @@ function mergeInbox(ctx: HandlerContext, store: OpenStore, lock: StoreLock): voi
   }
 }
 
-/** Commits (or aborts) what a killed process's open intent left behind. */
-function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: StoreLock): FlushedBatch[] {
+/**
+ * Commits (or aborts) what a killed process's open intent left behind. Journal ranges are
+ * committed as a prefix (a range whose file is missing, and every later one, stays pending);
+ * a batch written straight to its file by ingestBulk is committed when its file (or failed
+ * file) is there — its ids are added to the id index first, since the journal never held them —
+ * and otherwise dropped: its entries were never acknowledged.
+ */
+async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: StoreLock): Promise<FlushedBatch[]> {
   const intent = store.journal.openIntent;
   if (!intent) return [];
   const done: BatchRange[] = [];
   const counts: number[] = [];
   const resumed: FlushedBatch[] = [];
+  const indexPairs: Array<{ entryId: string; batchId: string }> = [];
+  let journalRangesOpen = true;
   for (const range of intent) {
+    const direct = isDirectRange(range);
+    if (!direct && !journalRangesOpen) continue;
     const file = batchFile(store.layout, range.b);
     const read = readBatchFile(ctx.fs, file);
     if (read && 'batch' in read) {
       done.push({ ...range, failed: undefined });
       counts.push(read.batch.entryCount);
+      if (direct) for (const e of read.batch.entries) indexPairs.push({ entryId: e.entryId, batchId: range.b });
       resumed.push({ batchId: range.b, file: path.relative(ctx.dataRoot, file), entryCount: read.batch.entryCount, trigger: 'manual' });
       continue;
     }
@@ -299,9 +335,18 @@ function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: StoreLoc
     if (failed && 'batch' in failed) {
       done.push({ ...range, failed: true });
       counts.push(failed.batch.entryCount);
+      if (direct) for (const e of failed.batch.entries) indexPairs.push({ entryId: e.entryId, batchId: range.b });
       continue;
     }
-    break; // later ranges were never attempted: their entries stay pending
+    if (!direct) journalRangesOpen = false; // later journal ranges were never attempted: their entries stay pending
+  }
+  lock.assertHeld();
+  if (indexPairs.length > 0) {
+    // The killed process may not have fsynced the directories yet: make the found names
+    // durable before the index and the commit record say they exist.
+    ctx.fs.fsyncDir(store.layout.aggregated);
+    if (done.some((d) => d.failed && isDirectRange(d))) ctx.fs.fsyncDir(store.layout.recovery);
+    await store.index.add(indexPairs);
   }
   lock.assertHeld();
   if (done.length > 0) store.journal.commit(done, ctx.now(), counts);
@@ -358,6 +403,122 @@ function createOpenStore(
     return lastError || 'unknown error';
   };
 
+  /** Entries not seen before (not in the journal, not in the index, not earlier in `entries`). */
+  const freshOf = (entries: readonly Entry[]): { fresh: Entry[]; duplicates: number } => {
+    const fresh: Entry[] = [];
+    const seen = new Set<string>();
+    let duplicates = 0;
+    const candidates = entries.filter((e) => {
+      if (seen.has(e.entryId) || journal.hasId(e.entryId)) {
+        duplicates++;
+        return false;
+      }
+      seen.add(e.entryId);
+      return true;
+    });
+    const stored = index.lookup(candidates.map((e) => e.entryId));
+    for (const e of candidates) {
+      if (stored.has(e.entryId)) duplicates++;
+      else fresh.push(e);
+    }
+    return { fresh, duplicates };
+  };
+
+  /** The journal half of {@link OpenStore.ingest}: rate limit, append (durable), counters. */
+  const appendFresh = (fresh: Entry[], duplicates: number, options: { rateLimit?: boolean }): { accepted: JournalEntry[]; duplicates: number } => {
+    if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
+    metrics.totalOperations++;
+    lock.assertHeld();
+    const accepted = journal.append(fresh, ctx.now());
+    metrics.successfulOperations++;
+    metrics.acceptedEntries += accepted.length;
+    metrics.duplicateEntries += duplicates;
+    return { accepted, duplicates };
+  };
+
+  /**
+   * Step 2 of the flush protocol for batches named by an intent already recorded: writes each
+   * batch file (a group commit when there are several: concurrent atomic writes, ONE directory
+   * fsync), retries a batch the group could not write one by one (FLUSH_ATTEMPTS, backoff), and
+   * parks a batch that still fails in recovery/. Returns the ranges to commit (a prefix of
+   * `chunks`, in order) with their entry counts; `stuckFrom` is the index of the first chunk
+   * neither written nor parked (it and later chunks were not stored).
+   */
+  const writeBatches = async (chunks: readonly BatchChunk[], now: number): Promise<{ outcome: FlushOutcome; done: BatchRange[]; counts: number[]; stuckFrom?: number }> => {
+    const outcome: FlushOutcome = { flushed: [], failed: [] };
+    const done: BatchRange[] = [];
+    const counts: number[] = [];
+    // Built on first use: in a group write, batch i is serialized when its turn comes, so the
+    // checksums and JSON of later batches are computed while earlier ones are being fsynced.
+    const built: Array<BatchFile | undefined> = new Array(chunks.length);
+    const batchAt = (i: number): BatchFile => (built[i] ??= makeBatch(chunks[i]!.range.b, now, chunks[i]!.entries));
+    // Group commit: several batches are written concurrently with ONE directory fsync; a
+    // batch the group could not write takes the one-by-one path below (retries, parking).
+    const grouped = new Map<number, number>();
+    if (chunks.length >= GROUP_FLUSH_MIN_BATCHES) {
+      const started = performance.now();
+      lock.assertHeld();
+      let written: Array<Error | undefined>;
+      try {
+        written = await ctx.fs.writeFilesDurable(
+          layout.aggregated,
+          chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: () => JSON.stringify(batchAt(i)) })),
+        );
+      } catch (error) {
+        written = chunks.map(() => error as Error);
+      }
+      const eachMs = (performance.now() - started) / chunks.length;
+      written.forEach((error, i) => {
+        if (error === undefined) grouped.set(i, eachMs);
+        else ctx.log.warn('grouped batch write failed; writing it alone', { batchId: chunks[i]!.range.b, error: error.message });
+      });
+    }
+    for (const [i, chunk] of chunks.entries()) {
+      const started = performance.now();
+      const batch = batchAt(i);
+      const entries = batch.entries;
+      const file = batchFile(layout, chunk.range.b);
+      metrics.totalOperations++;
+      const groupedMs = grouped.get(i);
+      const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batch));
+      if (error === undefined) {
+        metrics.successfulOperations++;
+        recordFlush(metrics, chunk.trigger, groupedMs ?? performance.now() - started);
+        done.push(chunk.range);
+        counts.push(entries.length);
+        outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });
+        continue;
+      }
+      // A rename that landed before a later step failed (e.g. the directory fsync) must not
+      // also be parked: the entries would then be in two places.
+      const landed = safeRead(() => readBatchFile(ctx.fs, file));
+      if (landed && 'batch' in landed && landed.batch.checksum === batch.checksum) {
+        done.push(chunk.range);
+        counts.push(entries.length);
+        outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });
+        continue;
+      }
+      // Layer 1 exhausted: park the batch for the recovery pass (SPEC §5).
+      metrics.failedFlushes++;
+      const failed: FailedBatchFile = { ...batch, failedAt: now, retryCount: 0, lastRetryAt: null, lastError: error, nextRetryAt: now };
+      const target = failedFile(layout, chunk.range.b);
+      try {
+        lock.assertHeld();
+        ctx.fs.mkdirp(layout.recovery);
+        ctx.fs.writeFileDurable(target, JSON.stringify(failed));
+      } catch (parkError) {
+        outcome.stuck = `${error}; the failed batch could not be parked either (${(parkError as Error).message}); its ${entries.length} entries stay in the journal`;
+        ctx.log.error('flush failed and could not park the batch', { batchId: chunk.range.b, error, parkError: String(parkError) });
+        return { outcome, done, counts, stuckFrom: i }; // later chunks stay pending too: commits must stay a prefix
+      }
+      ctx.log.error('flush failed; batch parked for recovery', { batchId: chunk.range.b, file: target, error });
+      done.push({ ...chunk.range, failed: true });
+      counts.push(entries.length);
+      outcome.failed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, target), entryCount: entries.length, error });
+    }
+    return { outcome, done, counts };
+  };
+
   const store: OpenStore = {
     layout,
     journal,
@@ -366,33 +527,10 @@ function createOpenStore(
     quarantine,
     resumed: [],
     ingest(entries, options = {}) {
-      const fresh: Entry[] = [];
-      const seen = new Set<string>();
-      let duplicates = 0;
-      const candidates = entries.filter((e) => {
-        if (seen.has(e.entryId) || journal.hasId(e.entryId)) {
-          duplicates++;
-          return false;
-        }
-        seen.add(e.entryId);
-        return true;
-      });
-      const stored = index.lookup(candidates.map((e) => e.entryId));
-      for (const e of candidates) {
-        if (stored.has(e.entryId)) duplicates++;
-        else fresh.push(e);
-      }
-      if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
-      metrics.totalOperations++;
-      lock.assertHeld();
-      const accepted = journal.append(fresh, ctx.now());
-      metrics.successfulOperations++;
-      metrics.acceptedEntries += accepted.length;
-      metrics.duplicateEntries += duplicates;
-      return { accepted, duplicates };
+      const { fresh, duplicates } = freshOf(entries);
+      return appendFresh(fresh, duplicates, options);
     },
     async flush(options = {}) {
-      const outcome: FlushOutcome = { flushed: [], failed: [] };
       const now = ctx.now();
       const pending = journal.pending;
       const plan = planFlush({
@@ -403,89 +541,87 @@ function createOpenStore(
         maxAge: config.maxAge,
         manual: options.manual,
       });
-      if (plan.length === 0) return outcome;
+      if (plan.length === 0) return { flushed: [], failed: [] };
       let offset = 0;
       const chunks = plan.map((p) => {
         const slice = pending.slice(offset, offset + p.count);
         offset += p.count;
-        return { ...p, slice, range: { b: newBatchId(now), from: slice[0]!.seq, to: slice[slice.length - 1]!.seq } as BatchRange };
+        return { trigger: p.trigger, entries: slice.map((je) => je.entry), range: { b: newBatchId(now), from: slice[0]!.seq, to: slice[slice.length - 1]!.seq } as BatchRange };
       });
       lock.assertHeld();
       journal.intent(
         chunks.map((c) => c.range),
         now,
       );
-      const done: BatchRange[] = [];
-      const counts: number[] = [];
-      const batches = chunks.map((chunk) => makeBatch(chunk.range.b, now, chunk.slice.map((je) => je.entry)));
-      // Group commit: several batches are written concurrently with ONE directory fsync; a
-      // batch the group could not write takes the one-by-one path below (retries, parking).
-      const grouped = new Map<number, number>();
-      if (chunks.length >= GROUP_FLUSH_MIN_BATCHES) {
-        const started = performance.now();
-        lock.assertHeld();
-        let outcome: Array<Error | undefined>;
-        try {
-          outcome = await ctx.fs.writeFilesDurable(
-            layout.aggregated,
-            chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: JSON.stringify(batches[i]) })),
-          );
-        } catch (error) {
-          outcome = chunks.map(() => error as Error);
-        }
-        const eachMs = (performance.now() - started) / chunks.length;
-        outcome.forEach((error, i) => {
-          if (error === undefined) grouped.set(i, eachMs);
-          else ctx.log.warn('grouped batch write failed; writing it alone', { batchId: chunks[i]!.range.b, error: error.message });
-        });
-      }
-      for (const [i, chunk] of chunks.entries()) {
-        const started = performance.now();
-        const batch = batches[i]!;
-        const entries = batch.entries;
-        const file = batchFile(layout, chunk.range.b);
-        metrics.totalOperations++;
-        const groupedMs = grouped.get(i);
-        const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batch));
-        if (error === undefined) {
-          metrics.successfulOperations++;
-          recordFlush(metrics, chunk.trigger, groupedMs ?? performance.now() - started);
-          done.push(chunk.range);
-          counts.push(entries.length);
-          outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });
-          continue;
-        }
-        // A rename that landed before a later step failed (e.g. the directory fsync) must not
-        // also be parked: the entries would then be in two places.
-        const landed = safeRead(() => readBatchFile(ctx.fs, file));
-        if (landed && 'batch' in landed && landed.batch.checksum === batch.checksum) {
-          done.push(chunk.range);
-          counts.push(entries.length);
-          outcome.flushed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, file), entryCount: entries.length, trigger: chunk.trigger });
-          continue;
-        }
-        // Layer 1 exhausted: park the batch for the recovery pass (SPEC §5).
-        metrics.failedFlushes++;
-        const failed: FailedBatchFile = { ...batch, failedAt: now, retryCount: 0, lastRetryAt: null, lastError: error, nextRetryAt: now };
-        const target = failedFile(layout, chunk.range.b);
-        try {
-          lock.assertHeld();
-          ctx.fs.mkdirp(layout.recovery);
-          ctx.fs.writeFileDurable(target, JSON.stringify(failed));
-        } catch (parkError) {
-          outcome.stuck = `${error}; the failed batch could not be parked either (${(parkError as Error).message}); its ${entries.length} entries stay in the journal`;
-          ctx.log.error('flush failed and could not park the batch', { batchId: chunk.range.b, error, parkError: String(parkError) });
-          break; // later chunks stay pending too: commits must stay a prefix
-        }
-        ctx.log.error('flush failed; batch parked for recovery', { batchId: chunk.range.b, file: target, error });
-        done.push({ ...chunk.range, failed: true });
-        counts.push(entries.length);
-        outcome.failed.push({ batchId: chunk.range.b, file: path.relative(ctx.dataRoot, target), entryCount: entries.length, error });
-      }
+      const { outcome, done, counts } = await writeBatches(chunks, now);
       lock.assertHeld();
       if (done.length > 0) journal.commit(done, ctx.now(), counts);
       else journal.abort(ctx.now());
       return outcome;
+    },
+    async ingestBulk(entries, options = {}) {
+      const { fresh, duplicates } = freshOf(entries);
+      const P = journal.pending.length;
+      const batchSize = config.batchSize === 'auto' ? batchSizeNow(fresh.map((entry) => ({ seq: 0, appendedAt: 0, entry }))) : config.batchSize;
+      // Entries that complete the pending partial batch go to the journal (the size trigger then
+      // cuts that batch as before); whole batches of the rest go straight to batch files; the
+      // remainder (< batchSize) goes to the journal: the batches are the ones ingest + flush cut.
+      const head = P % batchSize === 0 ? 0 : Math.min(fresh.length, batchSize - (P % batchSize));
+      const wholeBatches = Math.floor((fresh.length - head) / batchSize);
+      if (wholeBatches < BULK_MIN_BATCHES) {
+        const { accepted } = appendFresh(fresh, duplicates, options);
+        const acceptedIds = accepted.map((je) => je.entry.entryId);
+        options.onDurable?.(acceptedIds);
+        return { acceptedIds, duplicates, flushed: [], failed: [] };
+      }
+      if (options.rateLimit !== false) enforceRateLimit(ctx, layout, fresh);
+      metrics.totalOperations++;
+      const directEnd = head + wholeBatches * batchSize;
+      const now = ctx.now();
+      lock.assertHeld();
+      // One append (one fdatasync) for the head and the remainder.
+      const appended = journal.append(fresh.slice(0, head).concat(fresh.slice(directEnd)), now);
+      options.onDurable?.(appended.map((je) => je.entry.entryId));
+      const chunks: BatchChunk[] = [];
+      for (let from = head; from < directEnd; from += batchSize) {
+        const slice = fresh.slice(from, from + batchSize);
+        chunks.push({ trigger: 'size', entries: slice, range: { b: newBatchId(now), from: 0, to: 0, n: slice.length } });
+      }
+      lock.assertHeld();
+      journal.intent(
+        chunks.map((c) => c.range),
+        now,
+      );
+      const { outcome, done, counts, stuckFrom } = await writeBatches(chunks, now);
+      const acceptedIds = appended.map((je) => je.entry.entryId);
+      // Ids of stored batches go to the index before the commit: a re-run after any crash from
+      // here on finds them (resolveOpenIntent indexes a found batch of an open intent too).
+      const pairs: Array<{ entryId: string; batchId: string }> = [];
+      for (const [i, range] of done.entries()) {
+        const chunk = chunks[i]!;
+        for (const e of chunk.entries) {
+          pairs.push({ entryId: e.entryId, batchId: range.b });
+          acceptedIds.push(e.entryId);
+        }
+      }
+      lock.assertHeld();
+      await index.add(pairs);
+      options.onDurable?.(pairs.map((p) => p.entryId));
+      if (stuckFrom !== undefined) {
+        // Neither written nor parked: these entries stay safe in the journal, pending.
+        const rest = chunks.slice(stuckFrom).flatMap((c) => c.entries);
+        lock.assertHeld();
+        const safe = journal.append(rest, now).map((je) => je.entry.entryId);
+        options.onDurable?.(safe);
+        for (const id of safe) acceptedIds.push(id);
+      }
+      lock.assertHeld();
+      if (done.length > 0) journal.commit(done, ctx.now(), counts);
+      else journal.abort(ctx.now());
+      metrics.successfulOperations++;
+      metrics.acceptedEntries += acceptedIds.length;
+      metrics.duplicateEntries += duplicates;
+      return { acceptedIds, duplicates, flushed: outcome.flushed, failed: outcome.failed, ...(outcome.stuck ? { stuck: outcome.stuck } : {}) };
     },
     reserveRateLimit(perUser) {
       lock.assertHeld();

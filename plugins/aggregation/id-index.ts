@@ -184,12 +184,18 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
       }
       let created = false;
       const appends: Array<{ file: string; data: Buffer }> = [];
+      const shards: string[] = [];
       for (const [shard, lines] of byShard) {
         const file = shardFile(shard);
         if (!fsPort.stat(file)) created = true;
+        // Take in what others appended first; then our own lines need no reading back (they
+        // are fingerprinted above): a streamed ingest's next lookup reads only others' lines.
+        refresh(shard);
         appends.push({ file, data: Buffer.from('\n' + lines.join('\n')) });
+        shards.push(shard);
       }
       await fsPort.appendAllDurable(appends);
+      shards.forEach((shard, i) => readBytes.set(shard, (readBytes.get(shard) ?? 0) + appends[i]!.data.length));
       if (created) fsPort.fsyncDir(dir);
     },
   };

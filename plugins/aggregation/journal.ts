@@ -34,14 +34,24 @@ export interface JournalEntry {
   entry: Entry;
 }
 
-/** One batch inside an intent or commit record: entries with seq in [from, to]. */
+/**
+ * One batch inside an intent or commit record: entries with seq in [from, to]. A batch a bulk
+ * ingest wrote straight to its file (entries never appended to the journal, see
+ * aggregator.ts `ingestBulk`) has `n`, its entry count, and the empty range `from = to = 0`
+ * (seqs start at 1), so it never moves `committedTo`.
+ */
 export interface BatchRange {
   b: string;
   from: number;
   to: number;
   /** true when the batch went to `recovery/` as a failed batch instead of a batch file. */
   failed?: boolean;
+  /** Entries of a batch written straight to its file (not in the journal); absent otherwise. */
+  n?: number;
 }
+
+/** Whether `range` is a batch written straight to its file by a bulk ingest. */
+export const isDirectRange = (range: BatchRange): boolean => range.n !== undefined;
 
 /** Cumulative counters carried across compactions (exact, crash-consistent). */
 export interface JournalTotals {
@@ -182,7 +192,7 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
     batches.forEach((range, i) => {
       committedTo = Math.max(committedTo, range.to);
       rangeOwner.push({ b: range.b, from: range.from, to: range.to });
-      let n = counts?.[i];
+      let n = counts?.[i] ?? range.n;
       if (n === undefined) {
         n = 0;
         for (let s = range.from; s <= range.to; s++) if (entries.has(s)) n++;

@@ -14,6 +14,8 @@
  * invocation is a short-lived process doing a handful of small writes.
  */
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 
@@ -26,16 +28,23 @@ function atomicWriteSync(): typeof import('write-file-atomic').sync {
   writeFileAtomic ??= createRequire(import.meta.url)('write-file-atomic') as typeof import('write-file-atomic');
   return writeFileAtomic.sync;
 }
-function atomicWriteAsync(): typeof import('write-file-atomic') {
-  writeFileAtomic ??= createRequire(import.meta.url)('write-file-atomic') as typeof import('write-file-atomic');
-  return writeFileAtomic;
-}
 
 /** Whole-file writes or fsyncs in flight at once in the concurrent primitives. */
 export const GROUP_CONCURRENCY = 32;
 
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
+
+/**
+ * One file of a group write: its bytes, or a function returning them, called when the item's
+ * turn comes (building the bytes of later files then overlaps the fsyncs of earlier ones).
+ */
+export interface GroupItem {
+  file: string;
+  data: string | Buffer | (() => string | Buffer);
+}
+
+const itemData = (item: GroupItem): string | Buffer => (typeof item.data === 'function' ? item.data() : item.data);
 
 /** Single operations; errors are Node's `ErrnoException`s, unchanged. */
 export interface FsPrimitives {
@@ -80,13 +89,14 @@ export interface FsPrimitives {
   /** fsync of a directory: creates, renames and unlinks in it become durable. */
   fsyncDir(dir: string): void;
   /**
-   * Optional group commit: `atomicReplace` of every item (fsync on), run concurrently (at most
-   * GROUP_CONCURRENCY at once, write-file-atomic's async API) so the file system can merge
-   * their fsyncs into few journal commits. Settles every item: resolves to one entry per item,
+   * Optional group commit: an atomic replace of every item (temp file beside it, written,
+   * fdatasynced, renamed over it), run concurrently (at most GROUP_CONCURRENCY at once) so the
+   * file system can merge their fsyncs into few journal commits. An item's data given as a
+   * function is built when its turn comes. Settles every item: resolves to one entry per item,
    * undefined when it succeeded or the error it failed with. Without it, the durable layer runs
    * `atomicReplace` item by item.
    */
-  atomicReplaceConcurrent?(items: ReadonlyArray<{ file: string; data: string | Buffer }>): Promise<Array<Error | undefined>>;
+  atomicReplaceConcurrent?(items: ReadonlyArray<GroupItem>): Promise<Array<Error | undefined>>;
   /** Optional group commit: `fsync` of every descriptor, concurrently; rejects with the first error after all settled. */
   fsyncConcurrent?(fds: readonly number[]): Promise<void>;
 }
@@ -108,7 +118,7 @@ export interface FsPort extends FsPrimitives {
    * (when the directory fsync fails, every item that was written gets that error; its new
    * content may still be visible, so a caller checks before writing it elsewhere).
    */
-  writeFilesDurable(dir: string, items: ReadonlyArray<{ file: string; data: string | Buffer }>): Promise<Array<Error | undefined>>;
+  writeFilesDurable(dir: string, items: ReadonlyArray<GroupItem>): Promise<Array<Error | undefined>>;
   /**
    * Group commit of appends: `data` appended to each file (created 0600 when missing), then all
    * fsynced (concurrently where the primitives allow). Names of newly created files are NOT
@@ -157,9 +167,9 @@ export function withDurability(p: FsPrimitives): FsPort {
       let outcome: Array<Error | undefined>;
       if (p.atomicReplaceConcurrent) outcome = await p.atomicReplaceConcurrent(items);
       else {
-        outcome = items.map(({ file, data }) => {
+        outcome = items.map((item) => {
           try {
-            p.atomicReplace(file, data);
+            p.atomicReplace(item.file, itemData(item));
             return undefined;
           } catch (error) {
             return error as Error;
@@ -255,16 +265,31 @@ export function createNodePrimitives(): FsPrimitives {
       }
     },
     atomicReplaceConcurrent: async (items) => {
-      const write = atomicWriteAsync();
+      // The steps of write-file-atomic without those a fresh batch file does not need
+      // (realpath, stat/chmod/chown to copy an old file's owner and mode, the exit hook): about
+      // half the file-system calls per file, each one a trip through libuv's thread pool. The
+      // temp name has write-file-atomic's form, so aggregate-cleanup removes one left by a kill.
       const outcome: Array<Error | undefined> = new Array(items.length).fill(undefined);
+      // One random draw per group (a draw per file cost ~14 µs each): distinct within the group.
+      const base = randomBytes(4).readUInt32BE(0);
       let next = 0;
       const worker = async (): Promise<void> => {
         for (let i = next++; i < items.length; i = next++) {
-          const { file, data } = items[i]!;
+          const item = items[i]!;
+          const tmp = `${item.file}.${(base + i) >>> 0}`;
+          let handle: fsp.FileHandle | undefined;
           try {
-            await write(file, data, { mode: FILE_MODE, fsync: true });
+            const data = itemData(item);
+            handle = await fsp.open(tmp, 'wx', FILE_MODE);
+            await handle.writeFile(data);
+            await handle.datasync();
+            await handle.close();
+            handle = undefined;
+            await fsp.rename(tmp, item.file);
           } catch (error) {
             outcome[i] = error as Error;
+            await handle?.close().catch(() => undefined);
+            await fsp.unlink(tmp).catch(() => undefined);
           }
         }
       };

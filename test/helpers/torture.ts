@@ -131,7 +131,9 @@ export async function runTorture(options: TortureOptions): Promise<TortureReport
       let args: string[];
       let ids: string[] = [];
       if (roll < 0.7) {
-        const n = 1 + Math.floor(Math.random() * 4);
+        // Mostly hook-sized calls; one in seven a bulk call of 10–30 entries, whose whole batches
+        // (batchSize 5) go straight to batch files (OpenStore.ingestBulk).
+        const n = roll < 0.6 ? 1 + Math.floor(Math.random() * 4) : 10 + Math.floor(Math.random() * 21);
         ids = Array.from({ length: n }, () => `t-${next++}`);
         args = ['aggregate', `--entry=${JSON.stringify(ids.map((id, i) => ({ entryId: id, userId: `u${i % 3}`, action: 'work', timestamp: ts + i })))}`];
       } else if (roll < 0.82) args = ['aggregate-force'];

@@ -38,6 +38,36 @@ test('size trigger: 25 entries with batchSize 10 make two batches of 10; 5 stay 
   t.deepEqual(s.batches().map((b) => b.entryCount), [10, 10]);
 });
 
+test('a large call writes whole batches straight to batch files: the same batches as the size trigger, the journal holds only the rest', async (t) => {
+  const s = withTempStore(t, { batchSize: 10 });
+  const ts = s.clock.now() - 1;
+  t.like(await aggregate.run(input([0, 1, 2].map((i) => rawEntry(i, ts))), s.ctx), { accepted: 3, pending: 3 });
+  const ids = Array.from({ length: 45 }, (_, i) => i + 3);
+  const r = await aggregate.run(input(ids.map((i) => rawEntry(i, ts))), s.ctx);
+  // 7 complete the pending batch (journal, size trigger), 3 whole batches go straight to files,
+  // 8 stay pending (below the threshold of 9).
+  t.like(r, { accepted: 45, duplicates: 0, pending: 8 });
+  t.deepEqual(r.flushed.map((f) => [f.entryCount, f.trigger]), [
+    [10, 'size'],
+    [10, 'size'],
+    [10, 'size'],
+    [10, 'size'],
+  ]);
+  const batches = s.batches();
+  t.deepEqual(batches.map((b) => b.entryCount), [10, 10, 10, 10]);
+  const contents = batches.map((b) => b.entries.map((e) => Number(e.entryId.slice(3)))).sort((a, b) => a[0]! - b[0]!);
+  t.deepEqual(contents, [0, 10, 20, 30].map((from) => Array.from({ length: 10 }, (_, k) => from + k)));
+  t.deepEqual(r.flushed.map((f) => f.file).sort(), batches.map((b) => `aggregated/${b.batchId}.json`).sort());
+  const journal = fs.readFileSync(path.join(s.dataRoot, 'aggregated/journal/journal.log'), 'utf8');
+  t.true(journal.includes('"id-9"'), 'the entries completing the pending batch went through the journal');
+  t.false(journal.includes('"id-20"'), 'entries of whole batches never went through the journal');
+  t.true(journal.includes('"id-47"'), 'the remainder is pending in the journal');
+  // Every entry is known: sent again, all are duplicates (the direct ones through the id index).
+  t.like(await aggregate.run(input([0, 1, 2, ...ids].map((i) => rawEntry(i, ts))), s.ctx), { accepted: 0, duplicates: 48, pending: 8, flushed: [] });
+  const status = await (await import('../../plugins/aggregation/handlers/aggregate-status.js')).aggregateStatus.run({}, s.ctx);
+  t.like(status, { pending: 8, batches: { count: 4, entries: 40 } });
+});
+
 test('a duplicate is counted and not stored, pending or already in a batch, also after compaction', async (t) => {
   const s = withTempStore(t, { batchSize: 50 });
   const ts = s.clock.now() - 1;
@@ -45,9 +75,10 @@ test('a duplicate is counted and not stored, pending or already in a batch, also
   t.like(await aggregate.run(input([rawEntry(1, ts), rawEntry(1, ts), rawEntry(2, ts)]), s.ctx), { accepted: 1, duplicates: 2, pending: 2 });
   await aggregateForce.run({}, s.ctx);
   t.like(await aggregate.run(input([rawEntry(1, ts)]), s.ctx), { accepted: 0, duplicates: 1, pending: 0 });
-  // Push enough through to compact the journal, so ids must come from the index shards.
+  // Push enough through the journal to compact it, so ids must come from the index shards
+  // (calls of 40 entries: a larger call writes whole batches straight to batch files).
   const many = Array.from({ length: COMPACT_AFTER_ENTRIES + 10 }, (_, i) => rawEntry(100 + i, ts));
-  await aggregate.run(input(many), s.ctx);
+  for (let i = 0; i < many.length; i += 40) await aggregate.run(input(many.slice(i, i + 40)), s.ctx);
   await aggregateForce.run({}, s.ctx);
   const journal = fs.readFileSync(path.join(s.dataRoot, 'aggregated/journal/journal.log'), 'utf8');
   t.false(journal.includes('"id-1"'), 'journal was compacted');
@@ -95,6 +126,19 @@ test('when the batch cannot be parked either, its entries stay pending in the jo
   t.deepEqual(s.batches()[0]!.entries.map((e) => e.entryId), ['id-1', 'id-2']);
 });
 
+test('a bulk ingest whose batch files can be neither written nor parked: those entries stay pending in the journal, once each', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  s.setFs(createFaultyFsPort((op, args) => (op === 'writeFilesDurable' || (op === 'writeFileDurable' && /batch_/.test(String(args[0]))) ? 'EIO' : undefined)));
+  const r = await aggregate.run(input([1, 2, 3, 4, 5].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx);
+  t.like(r, { accepted: 5, duplicates: 0, pending: 5, flushed: [], failed: [] });
+  t.deepEqual(s.batches(), []);
+  s.setFs(createFaultyFsPort(() => undefined));
+  const forced = await aggregateForce.run({}, s.ctx);
+  t.deepEqual(forced.flushed.map((f) => f.entryCount), [2, 2, 1]);
+  t.deepEqual(s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort(), ['id-1', 'id-2', 'id-3', 'id-4', 'id-5']);
+  t.like(await aggregate.run(input([1, 2, 3, 4, 5].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx), { accepted: 0, duplicates: 5 });
+});
+
 test('a process killed after writing the batch file but before the commit: the next call commits it, no duplicate batch', async (t) => {
   const s = withTempStore(t, { batchSize: 100 });
   await aggregate.run(input([rawEntry(1, s.clock.now() - 1), rawEntry(2, s.clock.now() - 1)]), s.ctx);
@@ -139,6 +183,32 @@ test('a lock lost mid-operation: the call stops before its next write, starts ov
   t.like(r, { accepted: 2, duplicates: 0, pending: 0 });
   const ids = s.batches().flatMap((b) => b.entries.map((e) => e.entryId));
   t.deepEqual(ids, ['id-1', 'id-2']);
+});
+
+test('a lock lost during a bulk ingest, after its batch files and ids are durable: the retry commits them and counts them as accepted, not duplicates', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const lockOwner = path.join(s.dataRoot, 'aggregated/journal/store.lock/owner.json');
+  let stolen = 0;
+  s.setFs(
+    createFaultyFsPort((op) => {
+      // The id index append of the direct batches (step 3): someone takes the lock over once.
+      if (op === 'appendAllDurable' && stolen === 0 && fs.existsSync(lockOwner)) {
+        stolen++;
+        const owner = JSON.parse(fs.readFileSync(lockOwner, 'utf8'));
+        fs.writeFileSync(lockOwner, JSON.stringify({ ...owner, token: 'intruder' }));
+        setTimeout(() => fs.rmSync(path.dirname(lockOwner), { recursive: true, force: true }), 50);
+      }
+      return undefined;
+    }),
+  );
+  const r = await aggregate.run(input([1, 2, 3, 4, 5, 6, 7].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx);
+  t.is(stolen, 1);
+  t.true(s.logs.lines.some((l) => l.msg === 'store lock lost mid-operation; starting over'));
+  t.like(r, { accepted: 7, duplicates: 0, pending: 1 });
+  t.deepEqual(r.flushed.map((f) => f.entryCount), [2, 2, 2]);
+  const ids = s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort();
+  t.deepEqual(ids, ['id-1', 'id-2', 'id-3', 'id-4', 'id-5', 'id-6']);
+  t.like(await aggregate.run(input([1, 2, 3, 4, 5, 6, 7].map((i) => rawEntry(i, s.clock.now() - 1))), s.ctx), { accepted: 0, duplicates: 7, pending: 1 });
 });
 
 test('batchSize "auto": small entries make batches of 500, 4 KB entries batches of about 64 KB', async (t) => {

@@ -49,7 +49,38 @@ function stored(disk: SimulatedDisk, dataRoot: string): Map<string, number> {
   return counts;
 }
 
-async function cutAtEveryStep(t: Parameters<typeof withTempStore>[0], mode: 'power' | 'process'): Promise<number> {
+/**
+ * A bulk ingest (OpenStore.ingestBulk): calls large enough that whole batches go straight to
+ * batch files (intent, group write, id index, commit), one of them while batch writes fail so
+ * its direct batches are parked in recovery/. Ids 1–40.
+ */
+async function bulkScenario(s: Store, disk: SimulatedDisk, acked: Set<string>): Promise<void> {
+  const add = async (ids: number[]) => {
+    await aggregate.run({ entry: [JSON.stringify(ids.map((i) => rawEntry(i, s.clock.now() - 1)))], source: [] }, s.ctx);
+    for (const i of ids) acked.add(`id-${i}`);
+  };
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, k) => from + k);
+  await add([1]);
+  await add(range(2, 13)); // 3 complete the pending batch (journal), 2 whole batches direct, 1 remainder
+  disk.failReplace = (file) => /aggregated\/batch_[^/]+\.json$/.test(file);
+  await add(range(14, 25)); // the direct batches cannot be written: parked in recovery/
+  disk.failReplace = () => false;
+  await add([...range(20, 30), 1, 2]); // duplicates mixed in
+  s.clock.advance(3_600_000);
+  await aggregateRecover.run({}, s.ctx);
+  await add(range(31, 40));
+  await aggregateForce.run({}, s.ctx);
+}
+
+/** Every id the bulk scenario sends. */
+const BULK_IDS = Array.from({ length: 40 }, (_, k) => k + 1);
+
+async function cutAtEveryStep(
+  t: Parameters<typeof withTempStore>[0],
+  mode: 'power' | 'process',
+  run: (s: Store, disk: SimulatedDisk, acked: Set<string>) => Promise<void> = scenario,
+  rerunIds?: number[],
+): Promise<number> {
   storeTuning.compactAfterEntries = 4;
   t.teardown(resetStoreTuning);
   let steps = 0;
@@ -61,7 +92,7 @@ async function cutAtEveryStep(t: Parameters<typeof withTempStore>[0], mode: 'pow
     fs.mkdirSync(path.join(s.dataRoot, 'aggregated/journal'), { recursive: true });
     disk.crashAt = n;
     const acked = new Set<string>();
-    if (await finishedBeforeStop(() => scenario(s, disk, acked))) break;
+    if (await finishedBeforeStop(() => run(s, disk, acked))) break;
     steps++;
     if (mode === 'power') disk.powerLoss();
     disk.reboot();
@@ -72,6 +103,13 @@ async function cutAtEveryStep(t: Parameters<typeof withTempStore>[0], mode: 'pow
     // Every acknowledged id must still be known: sent again, each is a duplicate.
     const again = await aggregate.run({ entry: [JSON.stringify([...acked].map((id) => rawEntry(Number(id.slice(3)), s.clock.now() - 1)))], source: [] }, s.ctx);
     t.is(again.accepted, 0, `n=${n}: re-sent acknowledged entries are duplicates`);
+    if (rerunIds) {
+      // The same import run again after the crash stores what was missing, and nothing twice.
+      await aggregate.run({ entry: [JSON.stringify(rerunIds.map((i) => rawEntry(i, s.clock.now() - 1)))], source: [] }, s.ctx);
+      await aggregateForce.run({}, s.ctx);
+      const all = stored(disk, s.dataRoot);
+      for (const i of rerunIds) t.is(all.get(`id-${i}`), 1, `n=${n}: after the re-run id-${i} is stored exactly once`);
+    }
     const counts = stored(disk, s.dataRoot);
     for (const id of acked) t.is(counts.get(id), 1, `n=${n}: acknowledged ${id} stored exactly once`);
     for (const [id, count] of counts) t.is(count, 1, `n=${n}: ${id} is not stored twice`);
@@ -87,5 +125,16 @@ test('power loss at every durable step: every acknowledged entry survives exactl
 
 test('process crash at every durable step (nothing lost from the page cache): exactly once', async (t) => {
   const steps = await cutAtEveryStep(t, 'process');
+  t.true(steps > 40);
+});
+
+test('bulk ingest (batches written straight to files): power loss at every durable step, exactly once, and a re-run stores nothing twice', async (t) => {
+  const steps = await cutAtEveryStep(t, 'power', bulkScenario, BULK_IDS);
+  t.log(`cut at ${steps} steps`);
+  t.true(steps > 40);
+});
+
+test('bulk ingest: process crash at every durable step, exactly once, and a re-run stores nothing twice', async (t) => {
+  const steps = await cutAtEveryStep(t, 'process', bulkScenario, BULK_IDS);
   t.true(steps > 40);
 });

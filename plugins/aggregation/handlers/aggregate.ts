@@ -121,7 +121,10 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
     const origin = `--input=${input.input}`;
     // Loaded only with --input, so the hook path never pays for it.
     const { streamTuning } = await import('../stream-input.js');
-    const got = input.input === '-' ? await readStdinStreaming(ctx, origin, streamTuning.afterBytes, prepare) : await openInputFile(ctx, input.input, origin, streamTuning.afterBytes);
+    const got =
+      input.input === '-'
+        ? await readStdinStreaming(ctx, origin, Math.min(streamTuning.afterBytes, streamTuning.stdinAfterBytes), prepare)
+        : await openInputFile(ctx, input.input, origin, streamTuning.afterBytes);
     if (Buffer.isBuffer(got)) add(parseEntryText(decodeUtf8(got, origin), origin));
     else streamed = got;
   }
@@ -180,8 +183,8 @@ function removeQuietly(ctx: HandlerContext, file: string): void {
 }
 
 /**
- * Standard input: the bytes when they fit in `afterBytes` (STREAM_AFTER_BYTES, 32 MiB; a JSON
- * array or NDJSON). Longer NDJSON is validated while it is read (pass 1) and only its validated
+ * Standard input: the bytes when they fit in `afterBytes` (STDIN_STREAM_AFTER_BYTES, 16 MiB; a
+ * JSON array or NDJSON). Longer NDJSON is validated while it is read (pass 1) and only its validated
  * entries — redacted and pseudonymized — are written to a scratch file
  * `<data root>/cache/stdin-<pid>-<hex>.ndjson` (0600) for pass 2: the raw input never reaches the
  * disk. A longer JSON array is held in memory up to MAX_INPUT_BYTES (64 MiB), then refused.
@@ -361,11 +364,11 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
     return await withStore(
       ctx,
       async (store) => {
-        const { accepted } = store.ingest(
+        // Whole batches of a large call go straight to batch files (see OpenStore.ingestBulk).
+        const bulk = await store.ingestBulk(
           entries.filter((e) => !acceptedIds.has(e.entryId)),
-          { rateLimit },
+          { rateLimit, onDurable: (ids) => ids.forEach((id) => acceptedIds.add(id)) },
         );
-        for (const je of accepted) acceptedIds.add(je.entry.entryId);
         const outcome = await store.flush();
         const { pending, batchAgeMs } = store.pendingSummary();
         return {
@@ -373,8 +376,8 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
           duplicates: entries.length - acceptedIds.size,
           pending,
           batchAgeMs,
-          flushed: [...store.resumed, ...outcome.flushed],
-          failed: outcome.failed,
+          flushed: [...store.resumed, ...bulk.flushed, ...outcome.flushed],
+          failed: [...bulk.failed, ...outcome.failed],
           skipped,
         };
       },
@@ -460,6 +463,9 @@ async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entri
       valid = undefined;
     }
     if (valid === undefined) throw changedError(total.accepted);
+    // The parsed items are not needed any more: let them go before the writes are awaited, so
+    // they are not promoted to the old generation with the chunk (peak memory of a streamed input).
+    chunk.items = [];
     const part = await storeEntries(ctx, valid, [], index, false);
     total.accepted += part.accepted;
     total.duplicates += part.duplicates;

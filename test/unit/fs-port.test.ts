@@ -1,0 +1,58 @@
+/**
+ * The real file port's group write (writeFilesDurable over atomicReplaceConcurrent): what a bulk
+ * ingest relies on for its batch files.
+ */
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createNodeFsPort } from '../../src/core/fs-port.js';
+import { TEMP_FILE_PATTERN } from '../../plugins/aggregation/store-files.js';
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ff-fs-port-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('group write: every file has its bytes (data given or built on its turn), mode 0600, no temp file left', async (t) => {
+  const dir = tempDir(t);
+  const port = createNodeFsPort();
+  fs.writeFileSync(path.join(dir, 'old.json'), 'old', { mode: 0o644 });
+  let built = 0;
+  const items = Array.from({ length: 40 }, (_, i) => ({
+    file: path.join(dir, `batch_${i}.json`),
+    data: i % 2 === 0 ? `{"n":${i}}` : () => (built++, Buffer.from(`{"n":${i}}`)),
+  }));
+  items.push({ file: path.join(dir, 'old.json'), data: 'new' });
+  const outcome = await port.writeFilesDurable(dir, items);
+  t.deepEqual(outcome, items.map(() => undefined));
+  t.is(built, 20);
+  for (let i = 0; i < 40; i++) t.is(fs.readFileSync(path.join(dir, `batch_${i}.json`), 'utf8'), `{"n":${i}}`);
+  t.is(fs.readFileSync(path.join(dir, 'old.json'), 'utf8'), 'new');
+  t.is(fs.statSync(path.join(dir, 'batch_1.json')).mode & 0o777, 0o600);
+  t.is(fs.statSync(path.join(dir, 'old.json')).mode & 0o777, 0o600);
+  t.deepEqual(fs.readdirSync(dir).filter((n) => TEMP_FILE_PATTERN.test(n)), []);
+  t.is(fs.readdirSync(dir).length, 41);
+});
+
+test('group write: an item that cannot be written gets its error, the others are written, no temp file left', async (t) => {
+  const dir = tempDir(t);
+  const port = createNodeFsPort();
+  const outcome = await port.writeFilesDurable(dir, [
+    { file: path.join(dir, 'a.json'), data: 'a' },
+    { file: path.join(dir, 'missing', 'b.json'), data: 'b' },
+    {
+      file: path.join(dir, 'c.json'),
+      data: () => {
+        throw new Error('cannot build c');
+      },
+    },
+    { file: path.join(dir, 'd.json'), data: 'd' },
+  ]);
+  t.is(outcome[0], undefined);
+  t.is((outcome[1] as NodeJS.ErrnoException).code, 'ENOENT');
+  t.is(outcome[2]?.message, 'cannot build c');
+  t.is(outcome[3], undefined);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['a.json', 'd.json']);
+});
