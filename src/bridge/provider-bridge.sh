@@ -7,11 +7,12 @@
 # - The ESM build runs directly (exec) for `serve` and `hooks`, when FLOWFORGE_NO_SNAPSHOT is
 #   set (not 0), when NODE_OPTIONS is set (V8 flags in it make node refuse the snapshot, and
 #   its --import preloads would not run), and when there is no snapshot.
-# - Node refuses a snapshot it cannot use before running any JavaScript: exit 14 (built by
-#   another node version, or other V8 flags) or a crash while reading a damaged file (132,
-#   133, 134, 139). Then the ESM build runs, once, with the same arguments and stdin. Any other
-#   status is the call's own (a signal that stopped it is not retried: the call may already
-#   have stored its entries).
+# - Node refuses a snapshot built by another node version, or with other V8 flags, with exit 14
+#   before running any JavaScript; then the ESM build runs, once, with the same arguments and
+#   stdin. Every other status is the call's own and is never retried: a crash (132-134, 139)
+#   looks the same whether node died reading a damaged snapshot or after the call had read
+#   stdin and stored entries, and running such a call again could lose piped input or store a
+#   checkout twice. After a crash the launcher says how to replace a damaged snapshot.
 # - Node runs as a child of this script so that its status can be checked; TERM, INT and HUP
 #   sent to this script are passed on to it.
 # - FLOWFORGE_NODE names the node binary (the git hooks record an absolute path); default
@@ -74,9 +75,9 @@ while kill -0 "$child" 2>/dev/null; do
 done
 trap - TERM INT HUP
 case $status in
-  14 | 132 | 133 | 134 | 139)
-    [ "$status" -eq 14 ] || echo "provider-bridge: the startup snapshot $blob could not be loaded (exit $status); running the ESM build. \`npm run build\` makes a new one." >&2
-    exec "$node" "$esm" "$@"
+  14) exec "$node" "$esm" "$@" ;;
+  132 | 133 | 134 | 139)
+    echo "provider-bridge: node crashed (exit $status). If every call does, the startup snapshot $blob may be damaged: \`npm run build\` makes a new one; FLOWFORGE_NO_SNAPSHOT=1 runs without it." >&2
     ;;
 esac
 exit "$status"

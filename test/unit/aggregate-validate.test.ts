@@ -160,3 +160,18 @@ test('a deleted batch file is reported as missing, with the number of entries re
   const id = first!.replace(/\.json$/, '');
   t.deepEqual(await problems(t, s), [{ path: `aggregated/${first}`, message: `batch ${id} is missing: 2 entries recorded in it are in no batch, failed or abandoned file` }]);
 });
+
+test('an index line torn by a full disk (batch name cut short) is a note when its entry is stored elsewhere, a problem when it is not', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const [first] = await storeWithTwoBatches(s);
+  const stored = readJson(agg(s, first!)).entries[0].entryId as string;
+  const shards = path.join(s.dataRoot, 'aggregated/index');
+  fs.mkdirSync(shards, { recursive: true });
+  // What an append cut by ENOSPC leaves: the id whole, the batch id cut after 11 characters.
+  fs.appendFileSync(path.join(shards, 'ids-00.tsv'), `\n${stored}\tbatch_17960`);
+  const r = await aggregateValidate.run({ repair: false }, s.ctx);
+  t.true(r.ok);
+  t.deepEqual(r.notes, [{ path: 'aggregated/index', message: 'the id index names batch batch_17960, which has no file, for 1 entry stored in other files (a torn index line, e.g. after a full disk; harmless)' }]);
+  fs.appendFileSync(path.join(shards, 'ids-00.tsv'), `\nnever-stored\tbatch_17961`);
+  t.deepEqual(await problems(t, s), [{ path: 'aggregated/batch_17961.json', message: 'batch batch_17961 is missing: 1 entry recorded in it are in no batch, failed or abandoned file' }]);
+});

@@ -174,15 +174,32 @@ export function validateStore(ctx: HandlerContext, store: OpenStore, options: { 
   // deleted or moved batch file is entries lost, and they could not even be sent again (their
   // ids are still known as duplicates).
   const recorded = new Map<string, number>();
+  // Entry ids the index records per batch: a line torn by a full disk can name a batch that was
+  // never written (its name cut short) while its entry is stored under the real name.
+  const indexedIds = new Map<string, string[]>();
   for (const name of ctx.fs.readdir(layout.index).filter((n) => /^ids-[0-9a-f]{2}\.tsv$/.test(n))) {
     for (const line of ctx.fs.readFile(path.join(layout.index, name)).toString('utf8').split('\n')) {
       const tab = line.indexOf('\t');
-      if (tab > 0) recorded.set(line.slice(tab + 1), (recorded.get(line.slice(tab + 1)) ?? 0) + 1);
+      if (tab <= 0) continue;
+      const batchId = line.slice(tab + 1);
+      recorded.set(batchId, (recorded.get(batchId) ?? 0) + 1);
+      const ids = indexedIds.get(batchId) ?? [];
+      ids.push(line.slice(0, tab));
+      indexedIds.set(batchId, ids);
     }
   }
-  for (const c of store.journal.committed) recorded.set(c.batchId, (recorded.get(c.batchId) ?? 0) + 1);
+  const fromJournal = new Set<string>();
+  for (const c of store.journal.committed) {
+    recorded.set(c.batchId, (recorded.get(c.batchId) ?? 0) + 1);
+    fromJournal.add(c.batchId);
+  }
   for (const [batchId, count] of [...recorded].sort()) {
     if (batchIds.has(batchId) || present.has(batchId) || !(BATCH_ID_PATTERN.test(batchId) || LEGACY_BATCH_ID_PATTERN.test(batchId))) continue;
+    const ids = indexedIds.get(batchId) ?? [];
+    if (!fromJournal.has(batchId) && ids.length > 0 && ids.every((id) => seen.has(id))) {
+      notes.push({ path: rel(layout.index), message: `the id index names batch ${batchId}, which has no file, for ${ids.length} entr${ids.length === 1 ? 'y' : 'ies'} stored in other files (a torn index line, e.g. after a full disk; harmless)` });
+      continue;
+    }
     problems.push({ path: rel(path.join(layout.aggregated, `${batchId}.json`)), message: `batch ${batchId} is missing: ${count} entr${count === 1 ? 'y' : 'ies'} recorded in it are in no batch, failed or abandoned file` });
   }
 
