@@ -55,7 +55,9 @@ test('a scrape never runs beside a scheduled run: it waits, then serves 503 befo
   let release: (() => void) | undefined;
   const gated: ScheduleBinding = {
     name: 'gated',
-    everyMs: () => 1,
+    // 1 s, not 1 ms: the fresh read below must land between two runs even on a loaded machine
+    // (with 1 ms the next run could start first, and the test then hung on its gate).
+    everyMs: () => 1000,
     async run() {
       active++;
       await new Promise<void>((r) => (release = r));
@@ -71,7 +73,7 @@ test('a scrape never runs beside a scheduled run: it waits, then serves 503 befo
     },
   });
   const waitFor = async (what: () => boolean) => {
-    for (let i = 0; i < 400 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
     t.true(what());
   };
   await waitFor(() => active === 1); // the start-up run is in progress
@@ -83,13 +85,15 @@ test('a scrape never runs beside a scheduled run: it waits, then serves 503 befo
   await waitFor(() => activeAtRead.length === 1); // the queued read ran once the run finished
   const fresh = await fetch(serve.url);
   t.is(await fresh.text(), 'read 2\n');
-  await waitFor(() => active === 1); // the next scheduled run (within a second)
+  await waitFor(() => active === 1); // the next scheduled run (within two seconds)
   const stale = await fetch(serve.url);
   t.is(stale.status, 200);
   t.is(await stale.text(), 'read 2\n', 'the last status read');
   serve.stop('test');
-  release!();
-  const result = await serve.done;
+  // Release whatever run holds the gate until serve has stopped, so a failed assertion above
+  // never leaves the worker hanging on an open port.
+  const releaser = setInterval(() => release?.(), 10);
+  const result = await serve.done.finally(() => clearInterval(releaser));
   t.deepEqual(activeAtRead, [0, 0], 'no read beside a run; the read queued at stop did not run');
   t.deepEqual(result.metrics, { url: serve.url, fresh: 1, stale: 1, unavailable: 1 });
   t.true(s.logs.lines.some((l) => l.msg === 'metrics scrape could not read the status' && l.fields?.error === 'serve is stopping'));
