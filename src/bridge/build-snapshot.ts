@@ -5,7 +5,7 @@
  *
  * Steps:
  * 1. esbuild bundles `dist/src/bridge/snapshot-main.js` and everything it reaches into one
- *    CommonJS file, `dist/snapshot/provider-bridge.cjs` (`node --build-snapshot` runs a single
+ *    script (an IIFE), `dist/snapshot/provider-bridge.cjs` (`node --build-snapshot` runs a single
  *    script that may `require` only built-in modules). In each bundled file of this package,
  *    `import.meta.url` becomes that file's own `file:` URL, and
  *    `createRequire(import.meta.url)('pkg')` (our lazy `require` of CommonJS packages) becomes

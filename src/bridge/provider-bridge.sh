@@ -66,7 +66,9 @@ forward() {
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 trap 'forward HUP' HUP
-# A background job's stdin is /dev/null unless redirected from a descriptor saved before.
+# A background job's stdin is /dev/null unless redirected from a descriptor saved before. (No
+# action run from the snapshot reads stdin today, since imports skip it; one that does later
+# must not be handed /dev/null.)
 exec 3<&0
 "$node" --snapshot-blob "$blob" -- "$@" 0<&3 3<&- &
 child=$!

@@ -13,7 +13,7 @@
  * The same happens when the package was moved after the snapshot was built (the snapshot holds
  * absolute paths).
  *
- * This module is bundled (esbuild, CommonJS) into `dist/snapshot/provider-bridge.cjs` and run
+ * This module is bundled (esbuild, one IIFE script) into `dist/snapshot/provider-bridge.cjs` and run
  * once by `node --build-snapshot`; it is never imported by the ESM build. Launchers: the
  * `provider-bridge` bin (`src/bridge/provider-bridge.sh`) and the git hook lines written by
  * `hooks install`; both fall back to `dist/src/bridge/cli.js` when node refuses the snapshot

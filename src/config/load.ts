@@ -231,7 +231,6 @@ function packageUrl(name: string): string {
   return pathToFileURL(createRequire(import.meta.url).resolve(name)).href;
 }
 
-
 /**
  * cosmiconfig loader for `.ts` configs: import the cached transpilation when present, else
  * transpile (TypeScript imported lazily), write the cache atomically, and import it.
