@@ -15,7 +15,7 @@ import type { HandlerContext } from '../../src/core/context.js';
 import { CorruptError, IoError, RateLimitError } from '../../src/core/errors.js';
 import { acquireLock, type StoreLock } from '../../src/core/lock.js';
 import { DATA_ROOT_GITIGNORE } from '../../src/core/logger.js';
-import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
+import { BATCH_MESSAGES, readBatchFile, serializeBatch, writeBatchFile, type FailedBatchFile } from './batch-store.js';
 import { autoBatchSize, planFlush } from './flush-policy.js';
 import { openIdIndex, type IdIndex } from './id-index.js';
 import { isDirectRange, openJournal, type BatchRange, type Journal, type JournalEntry, type QuarantineReport } from './journal.js';
@@ -450,8 +450,15 @@ function createOpenStore(
     const counts: number[] = [];
     // Built on first use: in a group write, batch i is serialized when its turn comes, so the
     // checksums and JSON of later batches are computed while earlier ones are being fsynced.
-    const built: Array<BatchFile | undefined> = new Array(chunks.length);
-    const batchAt = (i: number): BatchFile => (built[i] ??= makeBatch(chunks[i]!.range.b, now, chunks[i]!.entries));
+    // The group write takes each text once and lets it go (a 100k import holds ~24 MB of it);
+    // a batch written alone later (after a failed group item) is serialized again.
+    const built: Array<{ batch: BatchFile; text: string } | undefined> = new Array(chunks.length);
+    const batchAt = (i: number): { batch: BatchFile; text: string } => (built[i] ??= serializeBatch(chunks[i]!.range.b, now, chunks[i]!.entries));
+    const takeText = (i: number): string => {
+      const { batch, text } = batchAt(i);
+      built[i] = { batch, text: '' };
+      return text;
+    };
     // Group commit: several batches are written concurrently with ONE directory fsync; a
     // batch the group could not write takes the one-by-one path below (retries, parking).
     const grouped = new Map<number, number>();
@@ -462,7 +469,7 @@ function createOpenStore(
       try {
         written = await ctx.fs.writeFilesDurable(
           layout.aggregated,
-          chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: () => JSON.stringify(batchAt(i)) })),
+          chunks.map((chunk, i) => ({ file: batchFile(layout, chunk.range.b), data: () => takeText(i) })),
         );
       } catch (error) {
         written = chunks.map(() => error as Error);
@@ -475,12 +482,12 @@ function createOpenStore(
     }
     for (const [i, chunk] of chunks.entries()) {
       const started = performance.now();
-      const batch = batchAt(i);
+      const { batch } = batchAt(i);
       const entries = batch.entries;
       const file = batchFile(layout, chunk.range.b);
       metrics.totalOperations++;
       const groupedMs = grouped.get(i);
-      const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batch));
+      const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batchAt(i).text || serializeBatch(batch.batchId, now, entries).text));
       if (error === undefined) {
         metrics.successfulOperations++;
         recordFlush(metrics, chunk.trigger, groupedMs ?? performance.now() - started);

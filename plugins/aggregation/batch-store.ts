@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { FsPort } from '../../src/core/fs-port.js';
-import { canonicalJson } from './entry.js';
+import { canonicalJson, isCanonicalMetadata } from './entry.js';
 import type { BatchFile, Entry } from './types.js';
 
 /** Format version written into every batch file. */
@@ -50,7 +50,9 @@ function canonicalEntryJson(entry: unknown): string {
   for (const key in e) if (!ENTRY_KEY_SET.has(key)) return canonicalJson(entry);
   if (typeof e.entryId !== 'string' || typeof e.userId !== 'string' || typeof e.action !== 'string' || typeof e.timestamp !== 'number') return canonicalJson(entry);
   let text = `{"action":${JSON.stringify(e.action)},"entryId":${JSON.stringify(e.entryId)}`;
-  if (e.metadata !== undefined && typeof e.metadata !== 'function' && typeof e.metadata !== 'symbol') text += `,"metadata":${canonicalJson(e.metadata)}`;
+  const m = e.metadata;
+  if (typeof m === 'object' && m !== null && isCanonicalMetadata(m)) text += `,"metadata":${JSON.stringify(m)}`;
+  else if (m !== undefined && typeof m !== 'function' && typeof m !== 'symbol') text += `,"metadata":${canonicalJson(m)}`;
   return `${text},"timestamp":${JSON.stringify(e.timestamp)},"userId":${JSON.stringify(e.userId)}}`;
 }
 
@@ -59,9 +61,30 @@ export function makeBatch(batchId: string, timestamp: number, entries: Entry[], 
   return { batchId, timestamp, version: BATCH_VERSION, entries, entryCount: entries.length, recovered, checksum: entriesChecksum(entries) };
 }
 
-/** Writes a batch file durably (atomic + directory fsync). Throws the port's error on failure. */
-export function writeBatchFile(fsPort: FsPort, file: string, batch: BatchFile): void {
-  fsPort.writeFileDurable(file, JSON.stringify(batch));
+/**
+ * {@link makeBatch} and the file's text in one pass: each entry is serialized once, in canonical
+ * form, and those same bytes are both hashed for `checksum` and written as `entries` (a parse of
+ * `text` deep-equals `batch`; entry members come out in sorted order). A bulk import serializes
+ * 100k entries this way in about half the time of checksum + `JSON.stringify(batch)`.
+ */
+export function serializeBatch(batchId: string, timestamp: number, entries: Entry[], recovered = false): { batch: BatchFile; text: string } {
+  const parts: string[] = new Array(entries.length);
+  for (let i = 0; i < entries.length; i++) parts[i] = canonicalEntryJson(entries[i]);
+  const entriesText = `[${parts.join(',')}]`;
+  const checksum = 'sha256:' + createHash('sha256').update(entriesText).digest('hex');
+  const batch: BatchFile = { batchId, timestamp, version: BATCH_VERSION, entries, entryCount: entries.length, recovered, checksum };
+  const text =
+    `{"batchId":${JSON.stringify(batchId)},"timestamp":${JSON.stringify(timestamp)},"version":${JSON.stringify(BATCH_VERSION)},` +
+    `"entries":${entriesText},"entryCount":${entries.length},"recovered":${recovered ? 'true' : 'false'},"checksum":${JSON.stringify(checksum)}}`;
+  return { batch, text };
+}
+
+/**
+ * Writes a batch file durably (atomic + directory fsync): `batch` as JSON, or the text from
+ * {@link serializeBatch}. Throws the port's error on failure.
+ */
+export function writeBatchFile(fsPort: FsPort, file: string, batch: BatchFile | string): void {
+  fsPort.writeFileDurable(file, typeof batch === 'string' ? batch : JSON.stringify(batch));
 }
 
 /** Why a stored batch file cannot be used as it is. */

@@ -145,6 +145,18 @@ interface MetaProblem {
   value?: unknown;
 }
 
+/**
+ * Metadata objects built by validation whose `JSON.stringify` is their canonical JSON (keys
+ * sorted at every depth, no array-index-like key): a batch's checksum then serializes them
+ * natively instead of copying them into key order (see {@link isCanonicalMetadata}).
+ */
+const canonicalMetadataObjects = new WeakSet<object>();
+
+/** True when `metadata` came out of {@link validateEntries} and `JSON.stringify(metadata) === canonicalJson(metadata)`. */
+export function isCanonicalMetadata(metadata: object): boolean {
+  return canonicalMetadataObjects.has(metadata);
+}
+
 interface CallOptions {
   now: number;
   maxClockSkew: number;
@@ -430,7 +442,10 @@ function createEntrySchema(opts: CallOptions) {
         if (bytes > METADATA_MAX_BYTES) problems.push({ path: [], message: ENTRY_MESSAGES.metadataTooLarge(bytes), value: bytes });
         else opts.canonicalMetadata.set(out, canonical);
       }
-      if (problems.length === 0) return out;
+      if (problems.length === 0) {
+        if (!walk.indexKeys) canonicalMetadataObjects.add(out);
+        return out;
+      }
       for (const p of problems) {
         addIssue({ message: p.message, input: p.value, ...(p.path.length > 0 ? { path: pathItems(dataset.value, p.path) } : {}) });
       }
