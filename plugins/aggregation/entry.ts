@@ -145,18 +145,6 @@ interface MetaProblem {
   value?: unknown;
 }
 
-/**
- * Metadata objects built by validation whose `JSON.stringify` is their canonical JSON (keys
- * sorted at every depth, no array-index-like key): a batch's checksum then serializes them
- * natively instead of copying them into key order (see {@link isCanonicalMetadata}).
- */
-const canonicalMetadataObjects = new WeakSet<object>();
-
-/** True when `metadata` came out of {@link validateEntries} and `JSON.stringify(metadata) === canonicalJson(metadata)`. */
-export function isCanonicalMetadata(metadata: object): boolean {
-  return canonicalMetadataObjects.has(metadata);
-}
-
 interface CallOptions {
   now: number;
   maxClockSkew: number;
@@ -442,10 +430,7 @@ function createEntrySchema(opts: CallOptions) {
         if (bytes > METADATA_MAX_BYTES) problems.push({ path: [], message: ENTRY_MESSAGES.metadataTooLarge(bytes), value: bytes });
         else opts.canonicalMetadata.set(out, canonical);
       }
-      if (problems.length === 0) {
-        if (!walk.indexKeys) canonicalMetadataObjects.add(out);
-        return out;
-      }
+      if (problems.length === 0) return out;
       for (const p of problems) {
         addIssue({ message: p.message, input: p.value, ...(p.path.length > 0 ? { path: pathItems(dataset.value, p.path) } : {}) });
       }
@@ -553,21 +538,16 @@ export function validateEntries(raw: unknown[], opts: { now: number; maxClockSke
     if (details.length > 0) continue;
     const e = result.output;
     const timestamp = e.timestamp as number;
-    const entry: Entry = {
-      entryId:
-        e.entryId ??
-        entryIdOf(
-          e.userId,
-          e.action,
-          timestamp,
-          e.metadata === undefined ? undefined : (schemaOpts.canonicalMetadata.get(e.metadata) ?? JSON.stringify(e.metadata)),
-        ),
-      userId: e.userId,
-      action: e.action,
-      timestamp,
-    };
-    if (e.metadata !== undefined) entry.metadata = e.metadata;
-    out.push(entry);
+    const entryId =
+      e.entryId ??
+      entryIdOf(e.userId, e.action, timestamp, e.metadata === undefined ? undefined : (schemaOpts.canonicalMetadata.get(e.metadata) ?? JSON.stringify(e.metadata)));
+    // Members in canonical (sorted) order, like the metadata copy: JSON.stringify of a stored
+    // entry is then its canonical JSON (see inCanonicalOrder), as batch checksums need.
+    out.push(
+      e.metadata === undefined
+        ? { action: e.action, entryId, timestamp, userId: e.userId }
+        : { action: e.action, entryId, metadata: e.metadata, timestamp, userId: e.userId },
+    );
   }
   if (details.length > 0) throw new InputError(ENTRY_MESSAGES.invalidEntries(invalid), { details });
   return out;
@@ -587,9 +567,37 @@ export function canonicalJson(value: unknown): string {
   // Fast path, same output: a copy with keys in canonical order, serialized by the native
   // JSON.stringify (stored metadata is key-sorted already, so mostly only entries are copied).
   // Reports verify every batch checksum through here: 1M entries in well under a second.
+  if (inCanonicalOrder(value)) return JSON.stringify(value) ?? 'null';
   const copy = canonicalCopy(value);
   if (copy !== NOT_COPYABLE) return JSON.stringify(copy) ?? 'null';
   return canonicalJsonSlow(value);
+}
+
+/**
+ * True when {@link canonicalCopy} would return `value` itself, so that `JSON.stringify(value)`
+ * is its canonical JSON: every object plain, without an array-index, `__proto__` or `toJSON`
+ * key, its keys already in ascending code-unit order — as validation builds entries and
+ * metadata. Allocates nothing (for…in instead of Object.keys): a batch of validated entries is
+ * checked and then serialized by one native `JSON.stringify`. An inherited enumerable key (a
+ * polluted prototype) can only make it answer false.
+ */
+export function inCanonicalOrder(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return true;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!inCanonicalOrder(value[i])) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if ((proto !== Object.prototype && proto !== null) || typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+  let previous: string | undefined;
+  for (const key in value) {
+    const first = key.charCodeAt(0);
+    if ((first >= 48 && first <= 57 && ARRAY_INDEX_RE.test(key)) || key === '__proto__') return false;
+    if (previous !== undefined && !(previous < key)) return false;
+    previous = key;
+    if (!inCanonicalOrder((value as Record<string, unknown>)[key])) return false;
+  }
+  return true;
 }
 
 /** The reference algorithm, for values {@link canonicalCopy} cannot reorder. */

@@ -12,7 +12,10 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { FsPort } from '../../src/core/fs-port.js';
 
-export const shardOf = (entryId: string): string => (crc32(entryId) & 0xff).toString(16).padStart(2, '0');
+/** Shard names by number: `SHARD_NAMES[crc32(id) & 0xff]` ("00"…"ff"). */
+const SHARD_NAMES: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+export const shardOf = (entryId: string): string => SHARD_NAMES[crc32(entryId) & 0xff]!;
 
 export interface IdIndex {
   /**
@@ -100,16 +103,18 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     }
   };
   /** Fingerprints the bytes appended to `shard` since the last refresh. */
-  const refresh = (shard: string): void => {
+  const refresh = (shard: string): boolean => {
     const done = readBytes.get(shard) ?? 0;
-    const size = fsPort.stat(shardFile(shard))?.size ?? 0;
-    if (size <= done) return;
+    const st = fsPort.stat(shardFile(shard));
+    if (!st) return false;
+    const size = st.size;
+    if (size <= done) return true;
     let data: Buffer;
     try {
       data = fsPort.readFileFrom(shardFile(shard), done);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      return;
+      return false;
     }
     // Every write starts with a newline, so the appended tail splits into whole lines.
     for (const line of data.toString('utf8').split('\n')) {
@@ -120,8 +125,10 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
       }
     }
     readBytes.set(shard, done + data.length);
+    return true;
   };
-  const refreshed = new Set<string>();
+  /** The ids of the last lookup and their CRC-32s, for the add that usually follows it. */
+  let lastLookup: { ids: readonly string[]; hashes: Uint32Array } | undefined;
   /** entryId → batch id of its first line, for the ids asked for, from the shard's whole text. */
   const ownersInShard = (shard: string, wanted: ReadonlySet<string>, into: Map<string, string>): void => {
     for (const line of (readShard(shard)?.toString('utf8') ?? '').split('\n')) {
@@ -146,24 +153,29 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     },
     lookup(ids) {
       const found = new Set<string>();
-      const maybe = new Map<string, string[]>();
-      refreshed.clear();
-      for (const id of ids) {
+      const maybe: Array<string[] | undefined> = new Array(256);
+      const refreshed = new Uint8Array(256);
+      const list = Array.isArray(ids) ? (ids as string[]) : [...ids];
+      const hashes = new Uint32Array(list.length);
+      for (let i = 0; i < list.length; i++) {
+        const id = list[i]!;
         const a = crc32(id);
-        const shard = (a & 0xff).toString(16).padStart(2, '0');
-        if (!refreshed.has(shard)) {
-          refresh(shard);
-          refreshed.add(shard);
+        hashes[i] = a;
+        const shard = a & 0xff;
+        if (refreshed[shard] === 0) {
+          refresh(SHARD_NAMES[shard]!);
+          refreshed[shard] = 1;
         }
         if (!fingerprints.has(a, fnv1a(id) || (a === 0 ? 1 : 0))) continue;
-        let list = maybe.get(shard);
-        if (!list) maybe.set(shard, (list = []));
-        list.push(id);
+        (maybe[shard] ??= []).push(id);
       }
+      lastLookup = { ids: list, hashes };
       // Confirm every "maybe" against the shard's text: exact ids only.
-      for (const [shard, candidates] of maybe) {
+      for (let shard = 0; shard < 256; shard++) {
+        const candidates = maybe[shard];
+        if (!candidates) continue;
         const stored = new Set<string>();
-        for (const line of (readShard(shard)?.toString('utf8') ?? '').split('\n')) {
+        for (const line of (readShard(SHARD_NAMES[shard]!)?.toString('utf8') ?? '').split('\n')) {
           const tab = line.indexOf('\t');
           if (tab > 0) stored.add(line.slice(0, tab));
         }
@@ -174,25 +186,30 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     async add(pairs) {
       if (pairs.length === 0) return;
       fsPort.mkdirp(dir);
-      const byShard = new Map<string, string[]>();
+      // CRC-32s of the last lookup are reused for the same ids in the same order (ingestBulk
+      // adds a subsequence of what it looked up): one crc32 per id instead of two.
+      const last = lastLookup;
+      lastLookup = undefined;
+      let j = 0;
+      const lines: Array<string[] | undefined> = new Array(256);
       for (const { entryId, batchId } of pairs) {
-        const shard = shardOf(entryId);
-        let lines = byShard.get(shard);
-        if (!lines) byShard.set(shard, (lines = []));
-        lines.push(`${entryId}\t${batchId}`);
-        fingerprints.add(crc32(entryId), fnv1a(entryId));
+        if (last) while (j < last.ids.length && last.ids[j] !== entryId) j++;
+        const a = last && j < last.ids.length ? last.hashes[j]! : crc32(entryId);
+        (lines[a & 0xff] ??= []).push(`${entryId}\t${batchId}`);
+        fingerprints.add(a, fnv1a(entryId));
       }
       let created = false;
       const appends: Array<{ file: string; data: Buffer }> = [];
       const shards: string[] = [];
-      for (const [shard, lines] of byShard) {
-        const file = shardFile(shard);
-        if (!fsPort.stat(file)) created = true;
+      for (let shard = 0; shard < 256; shard++) {
+        const shardLines = lines[shard];
+        if (!shardLines) continue;
+        const name = SHARD_NAMES[shard]!;
         // Take in what others appended first; then our own lines need no reading back (they
         // are fingerprinted above): a streamed ingest's next lookup reads only others' lines.
-        refresh(shard);
-        appends.push({ file, data: Buffer.from('\n' + lines.join('\n')) });
-        shards.push(shard);
+        if (!refresh(name)) created = true;
+        appends.push({ file: shardFile(name), data: Buffer.from('\n' + shardLines.join('\n')) });
+        shards.push(name);
       }
       await fsPort.appendAllDurable(appends);
       shards.forEach((shard, i) => readBytes.set(shard, (readBytes.get(shard) ?? 0) + appends[i]!.data.length));

@@ -23,18 +23,20 @@ function reject(t: import('ava').ExecutionContext, raw: unknown[], opts = OPTS):
 }
 const paths = (e: InputError) => e.details.map((d) => d.path);
 
-test('a valid entry is normalized: fixed key order, derived id, no metadata key when absent', (t) => {
+test('a valid entry is normalized: canonical (sorted) key order, derived id, no metadata key when absent', (t) => {
   const [e] = validateEntries([{ timestamp: 1_700_000_000_000, action: 'commit', userId: 'alice' }], OPTS);
-  t.deepEqual(Object.keys(e!), ['entryId', 'userId', 'action', 'timestamp']);
+  t.deepEqual(Object.keys(e!), ['action', 'entryId', 'timestamp', 'userId']);
+  t.is(JSON.stringify(e), canonicalJson(e));
   t.is(e!.timestamp, 1_700_000_000_000);
   t.regex(e!.entryId, /^e_[0-9a-f]{32}$/);
   t.is(e!.entryId, deriveEntryId(base));
 });
 
-test('a given entryId is kept; key order with metadata is entryId, userId, action, timestamp, metadata', (t) => {
+test('a given entryId is kept; key order with metadata is action, entryId, metadata, timestamp, userId (canonical)', (t) => {
   const [e] = validateEntries([{ metadata: { a: 1 }, entryId: 'my-id', ...base }], OPTS);
-  t.deepEqual(Object.keys(e!), ['entryId', 'userId', 'action', 'timestamp', 'metadata']);
+  t.deepEqual(Object.keys(e!), ['action', 'entryId', 'metadata', 'timestamp', 'userId']);
   t.is(e!.entryId, 'my-id');
+  t.is(JSON.stringify(e), '{"action":"commit","entryId":"my-id","metadata":{"a":1},"timestamp":1700000000000,"userId":"alice"}');
 });
 
 test('deriveEntryId is sha256 of canonical JSON of the normalized fields, first 32 hex, prefixed e_', (t) => {
@@ -83,6 +85,14 @@ test('canonicalJson equals the plain definition on tricky and on random values (
     Object.assign(Object.create(null), { b: 1, a: { d: 1, c: [] } }),
     [{ b: 1, a: 2 }, [{ d: 1, c: 2 }], 'x', null, -0, 1e21, 'é\u2028"'],
     { entryId: 'e', userId: 'u', action: 'commit', timestamp: 1, metadata: { branch: null, parents: ['a', 'b'], sha: 'x', tz: '+0100' } },
+    // Already in canonical order: serialized as they are (inCanonicalOrder), unless something
+    // in them makes JSON.stringify differ from the definition.
+    { action: 'commit', entryId: 'e', metadata: { a: [{ b: 1, c: { d: NaN, e: undefined } }], z: -0 }, timestamp: 1, userId: 'u' },
+    { a: new Date(0), b: 1 },
+    { a: { toJSON: () => 'replaced' }, b: 1 },
+    { '1': 'index key first', a: 2 },
+    { a: 1, b: Object.assign(Object.create({ inherited: 'enumerable' }), { c: 1 }) },
+    [[{ a: 1 }], { b: [{ c: 1, d: 2 }] }],
     undefined,
   ];
   for (const value of tricky) t.is(canonicalJson(value), referenceCanonical(value));
@@ -122,6 +132,9 @@ test('batch checksums equal sha256 over the plain canonical JSON, for stored ent
   t.is(entriesChecksum(entries as never), expected(entries));
   for (const one of entries) t.is(entriesChecksum([one] as never), expected([one]));
   t.is(entriesChecksum([]), expected([]));
+  // Validated entries (canonical order: one native JSON.stringify) hash as the definition says.
+  const validated = validateEntries([{ ...base, metadata: { z: 1, a: { d: [1, { c: 2, b: 3 }] } } }, { ...base, entryId: 'x' }], OPTS);
+  t.is(entriesChecksum(validated), expected(validated));
 });
 
 test('the redacted, converted metadata feeds the derived id', (t) => {
