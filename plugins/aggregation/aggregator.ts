@@ -34,6 +34,8 @@ export const FLUSH_BACKOFF_MS = 25;
 export const GROUP_FLUSH_MIN_BATCHES = 2;
 /** `ingestBulk` writes batches straight to files only when it has at least this many whole batches of new entries. */
 export const BULK_MIN_BATCHES = 2;
+/** Ids per slice when ingestBulk computes index lines during its group write (then yields to the event loop). */
+export const INDEX_PREPARE_SLICE = 2_000;
 /** Compact the journal once this many committed entries are still listed in it. */
 export const COMPACT_AFTER_ENTRIES = 256;
 
@@ -599,21 +601,29 @@ function createOpenStore(
         chunks.map((c) => c.range),
         now,
       );
-      const { outcome, done, counts, stuckFrom } = await writeBatches(chunks, now);
+      // While the batch files are written (thread-pool work), the id index's lines for them are
+      // computed, yielding every INDEX_PREPARE_SLICE ids so the group write's callbacks run in
+      // between. Nothing reaches the index before the files are durable.
+      const written = writeBatches(chunks, now).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
+      const batches = chunks.map((chunk) => ({ batchId: chunk.range.b, entryIds: chunk.entries.map((e) => e.entryId) }));
+      const prepared = await index.prepare(batches, { yieldEvery: INDEX_PREPARE_SLICE });
+      const settled = await written;
+      if ('error' in settled) throw settled.error;
+      const { outcome, done, counts, stuckFrom } = settled.value;
       const acceptedIds = appended.map((je) => je.entry.entryId);
       // Ids of stored batches go to the index before the commit: a re-run after any crash from
       // here on finds them (resolveOpenIntent indexes a found batch of an open intent too).
-      const pairs: Array<{ entryId: string; batchId: string }> = [];
-      for (const [i, range] of done.entries()) {
-        const chunk = chunks[i]!;
-        for (const e of chunk.entries) {
-          pairs.push({ entryId: e.entryId, batchId: range.b });
-          acceptedIds.push(e.entryId);
-        }
-      }
+      const storedIds: string[] = [];
+      for (let i = 0; i < done.length; i++) for (const id of batches[i]!.entryIds) storedIds.push(id);
       lock.assertHeld();
-      await index.add(pairs);
-      options.onDurable?.(pairs.map((p) => p.entryId));
+      if (done.length === chunks.length) await index.commit(prepared);
+      // Some batch was neither written nor parked (rare): index only those that were.
+      else await index.add(done.flatMap((range, i) => batches[i]!.entryIds.map((entryId) => ({ entryId, batchId: range.b }))));
+      for (const id of storedIds) acceptedIds.push(id);
+      options.onDurable?.(storedIds);
       if (stuckFrom !== undefined) {
         // Neither written nor parked: these entries stay safe in the journal, pending.
         const rest = chunks.slice(stuckFrom).flatMap((c) => c.entries);

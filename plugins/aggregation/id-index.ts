@@ -36,6 +36,23 @@ export interface IdIndex {
    * commit) — and the directory when a shard was created. Throws the port's error.
    */
   add(pairs: ReadonlyArray<{ entryId: string; batchId: string }>): Promise<void>;
+  /**
+   * The first half of {@link add} for whole batches, done ahead: the lines each shard will get
+   * (CPU only; nothing is written, and the ids' fingerprints are taken in at once, which can
+   * only make a later lookup read a shard to confirm). It yields to the event loop every
+   * `yieldEvery` ids (default: never), so a group write in flight keeps its threads busy: the
+   * bulk import computes its index lines while its batch files are written. Pass the result
+   * to {@link commit}, or drop it.
+   */
+  prepare(batches: ReadonlyArray<{ batchId: string; entryIds: readonly string[] }>, options?: { yieldEvery?: number }): Promise<PreparedAdd>;
+  /** The second half of {@link add}: appends and fsyncs what {@link prepare} computed. Throws the port's error. */
+  commit(prepared: PreparedAdd): Promise<void>;
+}
+
+/** Lines for the index computed by {@link IdIndex.prepare}, per shard number. */
+export interface PreparedAdd {
+  readonly ids: number;
+  readonly shards: ReadonlyArray<{ shard: number; data: Buffer }>;
 }
 
 /** FNV-1a over UTF-16 code units: a second 32-bit hash of an id, independent of its CRC-32. */
@@ -129,6 +146,48 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
   };
   /** The ids of the last lookup and their CRC-32s, for the add that usually follows it. */
   let lastLookup: { ids: readonly string[]; hashes: Uint32Array } | undefined;
+  /**
+   * Lines to append, built id by id. CRC-32s of the last lookup are reused for the same ids in
+   * the same order (ingestBulk adds a subsequence of what it looked up): one crc32 per id
+   * instead of two.
+   */
+  const startPrepare = () => {
+    const last = lastLookup;
+    lastLookup = undefined;
+    let j = 0;
+    let ids = 0;
+    const lines: Array<string[] | undefined> = new Array(256);
+    return {
+      line(entryId: string, batchId: string): void {
+        if (last) while (j < last.ids.length && last.ids[j] !== entryId) j++;
+        const a = last && j < last.ids.length ? last.hashes[j]! : crc32(entryId);
+        (lines[a & 0xff] ??= []).push(`${entryId}\t${batchId}`);
+        fingerprints.add(a, fnv1a(entryId));
+        ids++;
+      },
+      finish(): PreparedAdd {
+        const shards: Array<{ shard: number; data: Buffer }> = [];
+        for (let shard = 0; shard < 256; shard++) {
+          const shardLines = lines[shard];
+          if (shardLines) shards.push({ shard, data: Buffer.from('\n' + shardLines.join('\n')) });
+        }
+        return { ids, shards };
+      },
+    };
+  };
+  const commitPrepared = async (prepared: PreparedAdd): Promise<void> => {
+    if (prepared.shards.length === 0) return;
+    fsPort.mkdirp(dir);
+    let created = false;
+    for (const { shard } of prepared.shards) {
+      // Take in what others appended first; then our own lines need no reading back (they
+      // are fingerprinted already): a streamed ingest's next lookup reads only others' lines.
+      if (!refresh(SHARD_NAMES[shard]!)) created = true;
+    }
+    await fsPort.appendAllDurable(prepared.shards.map(({ shard, data }) => ({ file: shardFile(SHARD_NAMES[shard]!), data })));
+    for (const { shard, data } of prepared.shards) readBytes.set(SHARD_NAMES[shard]!, (readBytes.get(SHARD_NAMES[shard]!) ?? 0) + data.length);
+    if (created) fsPort.fsyncDir(dir);
+  };
   /** entryId → batch id of its first line, for the ids asked for, from the shard's whole text. */
   const ownersInShard = (shard: string, wanted: ReadonlySet<string>, into: Map<string, string>): void => {
     for (const line of (readShard(shard)?.toString('utf8') ?? '').split('\n')) {
@@ -185,35 +244,26 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     },
     async add(pairs) {
       if (pairs.length === 0) return;
-      fsPort.mkdirp(dir);
-      // CRC-32s of the last lookup are reused for the same ids in the same order (ingestBulk
-      // adds a subsequence of what it looked up): one crc32 per id instead of two.
-      const last = lastLookup;
-      lastLookup = undefined;
-      let j = 0;
-      const lines: Array<string[] | undefined> = new Array(256);
-      for (const { entryId, batchId } of pairs) {
-        if (last) while (j < last.ids.length && last.ids[j] !== entryId) j++;
-        const a = last && j < last.ids.length ? last.hashes[j]! : crc32(entryId);
-        (lines[a & 0xff] ??= []).push(`${entryId}\t${batchId}`);
-        fingerprints.add(a, fnv1a(entryId));
+      const prepared = startPrepare();
+      for (const { entryId, batchId } of pairs) prepared.line(entryId, batchId);
+      await commitPrepared(prepared.finish());
+    },
+    async prepare(batches, options = {}) {
+      const prepared = startPrepare();
+      const every = options.yieldEvery ?? Infinity;
+      let sinceYield = 0;
+      for (const { batchId, entryIds } of batches) {
+        for (const id of entryIds) prepared.line(id, batchId);
+        sinceYield += entryIds.length;
+        if (sinceYield >= every) {
+          sinceYield = 0;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
       }
-      let created = false;
-      const appends: Array<{ file: string; data: Buffer }> = [];
-      const shards: string[] = [];
-      for (let shard = 0; shard < 256; shard++) {
-        const shardLines = lines[shard];
-        if (!shardLines) continue;
-        const name = SHARD_NAMES[shard]!;
-        // Take in what others appended first; then our own lines need no reading back (they
-        // are fingerprinted above): a streamed ingest's next lookup reads only others' lines.
-        if (!refresh(name)) created = true;
-        appends.push({ file: shardFile(name), data: Buffer.from('\n' + shardLines.join('\n')) });
-        shards.push(name);
-      }
-      await fsPort.appendAllDurable(appends);
-      shards.forEach((shard, i) => readBytes.set(shard, (readBytes.get(shard) ?? 0) + appends[i]!.data.length));
-      if (created) fsPort.fsyncDir(dir);
+      return prepared.finish();
+    },
+    async commit(prepared) {
+      await commitPrepared(prepared);
     },
   };
 }
