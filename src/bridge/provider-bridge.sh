@@ -53,8 +53,14 @@ case ${FLOWFORGE_NO_SNAPSHOT:-0} in 0 | false | no | '') ;; *) snapshot= ;; esac
 [ -f "$blob" ] || snapshot=
 case $action in serve | hooks) snapshot= ;; esac
 # An import (--input) runs for seconds, so start-up hardly counts, and from the snapshot its
-# peak memory was higher (1,000,000 streamed entries: 205 MB against 186 MB).
-[ -n "$input" ] && snapshot=
+# peak memory was higher (1,000,000 streamed entries: 205 MB against 186 MB). Its batch files
+# are written through libuv's thread pool, whose threads mostly wait on fdatasync: 8 instead of
+# the default 4 made a 100,000-entry import ~5% faster (unless the caller set a size).
+if [ -n "$input" ]; then
+  snapshot=
+  UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-8}
+  export UV_THREADPOOL_SIZE
+fi
 [ -n "$snapshot" ] || exec "$node" "$esm" "$@"
 
 # Signals are trapped before node starts (one arriving in between is passed on once it has).
