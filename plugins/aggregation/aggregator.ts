@@ -330,7 +330,8 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
       throw new CorruptError(BATCH_MESSAGES.newerVersion(path.relative(ctx.dataRoot, file), read.version), { details: [{ path: path.relative(ctx.dataRoot, file), message: 'newer batch format' }] });
     }
     if (read && 'problem' in read) {
-      // An atomic rename cannot leave a partial file; a bad one is disk damage: keep it aside.
+      // A bad file is disk damage, or a large group's file cut short by a power loss before its
+      // syncfs (group-write.ts; never acknowledged): keep it aside, never delete it.
       quarantineFile(ctx, store.layout, file);
     }
     const failed = readBatchFile(ctx.fs, failedFile(store.layout, range.b));

@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
+import { FILE_MODE, itemData, replaceGroup, type GroupItem } from './group-write.js';
 
 /**
  * write-file-atomic, loaded on first use with require() (CommonJS: +7 ms per process, against
@@ -28,22 +29,9 @@ function atomicWriteSync(): typeof import('write-file-atomic').sync {
   return writeFileAtomic.sync;
 }
 
-/** Whole-file writes or fsyncs in flight at once in the concurrent primitives. */
-export const GROUP_CONCURRENCY = 32;
+export { GROUP_CONCURRENCY, FILE_MODE, type GroupItem } from './group-write.js';
 
 export const DIR_MODE = 0o700;
-export const FILE_MODE = 0o600;
-
-/**
- * One file of a group write: its bytes, or a function returning them, called when the item's
- * turn comes (building the bytes of later files then overlaps the fsyncs of earlier ones).
- */
-export interface GroupItem {
-  file: string;
-  data: string | Buffer | (() => string | Buffer);
-}
-
-const itemData = (item: GroupItem): string | Buffer => (typeof item.data === 'function' ? item.data() : item.data);
 
 /** Single operations; errors are Node's `ErrnoException`s, unchanged. */
 export interface FsPrimitives {
@@ -89,11 +77,11 @@ export interface FsPrimitives {
   fsyncDir(dir: string): void;
   /**
    * Optional group commit: an atomic replace of every item (temp file beside it, written,
-   * fdatasynced, renamed over it), run concurrently (at most GROUP_CONCURRENCY at once) so the
-   * file system can merge their fsyncs into few journal commits. An item's data given as a
-   * function is built when its turn comes. Settles every item: resolves to one entry per item,
-   * undefined when it succeeded or the error it failed with. Without it, the durable layer runs
-   * `atomicReplace` item by item.
+   * renamed over it), run concurrently (at most GROUP_CONCURRENCY at once), each item's bytes
+   * durable when it settles: an fdatasync per file, or for a large group one syncfs of the file
+   * system (group-write.ts). An item's data given as a function is built when its turn comes.
+   * Settles every item: resolves to one entry per item, undefined when it succeeded or the
+   * error it failed with. Without it, the durable layer runs `atomicReplace` item by item.
    */
   atomicReplaceConcurrent?(items: ReadonlyArray<GroupItem>): Promise<Array<Error | undefined>>;
   /** Optional group commit: `fsync` of every descriptor, concurrently; rejects with the first error after all settled. */
@@ -263,63 +251,7 @@ export function createNodePrimitives(): FsPrimitives {
         fs.closeSync(fd);
       }
     },
-    atomicReplaceConcurrent: (items) =>
-      new Promise((resolve) => {
-        // The steps of write-file-atomic without those a fresh batch file does not need
-        // (realpath, stat/chmod/chown to copy an old file's owner and mode, the exit hook):
-        // open, write, fdatasync, close, rename — each one a trip through libuv's thread pool.
-        // Plain callbacks, not FileHandle promises: those cost the main thread ~0.1 ms per file
-        // (~200 ms in a 100k-entry import). The temp name has write-file-atomic's form, so
-        // aggregate-cleanup removes one left by a kill.
-        const outcome: Array<Error | undefined> = new Array(items.length).fill(undefined);
-        if (items.length === 0) {
-          resolve(outcome);
-          return;
-        }
-        // One random draw per group (a draw per file cost ~14 µs each): distinct within the group.
-        const base = randomBytes(4).readUInt32BE(0);
-        let next = 0;
-        let settled = 0;
-        const startNext = (): void => {
-          if (next >= items.length) return;
-          const i = next++;
-          writeOne(i, (error) => {
-            if (error) outcome[i] = error;
-            if (++settled === items.length) resolve(outcome);
-            else startNext();
-          });
-        };
-        const writeOne = (i: number, done: (error?: Error) => void): void => {
-          const item = items[i]!;
-          const tmp = `${item.file}.${(base + i) >>> 0}`;
-          const fail = (error: Error, fd?: number): void => {
-            const cleanUp = (): void => fs.unlink(tmp, () => done(error));
-            if (fd === undefined) cleanUp();
-            else fs.close(fd, cleanUp);
-          };
-          let data: string | Buffer;
-          try {
-            data = itemData(item);
-          } catch (error) {
-            done(error as Error);
-            return;
-          }
-          fs.open(tmp, 'wx', FILE_MODE, (openError, fd) => {
-            if (openError) return done(openError);
-            fs.writeFile(fd, data, (writeError) => {
-              if (writeError) return fail(writeError, fd);
-              fs.fdatasync(fd, (syncError) => {
-                if (syncError) return fail(syncError, fd);
-                fs.close(fd, (closeError) => {
-                  if (closeError) return fail(closeError);
-                  fs.rename(tmp, item.file, (renameError) => (renameError ? fail(renameError) : done()));
-                });
-              });
-            });
-          });
-        };
-        for (let k = 0; k < Math.min(GROUP_CONCURRENCY, items.length); k++) startNext();
-      }),
+    atomicReplaceConcurrent: (items) => replaceGroup(items),
     fsyncConcurrent: async (fds) => {
       const results = await Promise.allSettled(fds.map((fd) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve())))));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
