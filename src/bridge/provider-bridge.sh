@@ -54,8 +54,9 @@ case ${FLOWFORGE_NO_SNAPSHOT:-0} in 0 | false | no | '') ;; *) snapshot= ;; esac
 case $action in serve | hooks) snapshot= ;; esac
 # An import (--input) runs for seconds, so start-up hardly counts, and from the snapshot its
 # peak memory was higher (1,000,000 streamed entries: 205 MB against 186 MB). Its batch files
-# are written through libuv's thread pool, whose threads mostly wait on fdatasync: 8 instead of
-# the default 4 made a 100,000-entry import ~5% faster (unless the caller set a size).
+# and index shards are written through libuv's thread pool, whose threads mostly wait on the
+# disk: 8 instead of the default 4 made a 100,000-entry import ~5% faster (unless the caller
+# set a size).
 if [ -n "$input" ]; then
   snapshot=
   UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-8}
