@@ -272,10 +272,13 @@ test('NODE_EXTRA_CA_CERTS is dropped for actions that open no TLS connection, ke
   t.deepEqual(fs.readFileSync(seen, 'utf8').trim().split('\n').map((l) => JSON.parse(l)), [null, '/etc/no-such-ca.pem', '']);
 });
 
-test('an import (--input) runs with 8 thread-pool threads unless UV_THREADPOOL_SIZE is set; other calls keep the default', (t) => {
+test('an import (--input) runs with 8 thread-pool threads and 8 MB semi-spaces unless the caller set them; other calls keep the defaults', (t) => {
   const repo = withGitRepo(t);
   const seen = path.join(repo.root, 'seen.txt');
-  fs.writeFileSync(path.join(repo.dir, 'flowforge.config.mjs'), `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(seen)}, JSON.stringify(process.env.UV_THREADPOOL_SIZE ?? null) + '\\n');\nexport default {};\n`);
+  fs.writeFileSync(
+    path.join(repo.dir, 'flowforge.config.mjs'),
+    `import { appendFileSync } from 'node:fs';\nappendFileSync(${JSON.stringify(seen)}, JSON.stringify([process.env.UV_THREADPOOL_SIZE ?? null, process.execArgv.filter((a) => a.includes('semi-space'))]) + '\\n');\nexport default {};\n`,
+  );
   const input = path.join(repo.root, 'in.ndjson');
   fs.writeFileSync(input, `${JSON.stringify({ userId: 'ana', action: 'review', timestamp: 1_700_000_000_000 })}\n`);
   const env: NodeJS.ProcessEnv = { ...repo.env, FLOWFORGE_DATA_PATH: path.join(repo.root, 'data') };
@@ -283,5 +286,14 @@ test('an import (--input) runs with 8 thread-pool threads unless UV_THREADPOOL_S
   t.is(run('snapshot', ['aggregate', `--input=${input}`], { cwd: repo.dir, env }).code, 0);
   t.is(run('snapshot', ['aggregate-status'], { cwd: repo.dir, env }).code, 0);
   t.is(run('snapshot', ['aggregate', '--input', input], { cwd: repo.dir, env: { ...env, UV_THREADPOOL_SIZE: '2' } }).code, 0);
-  t.deepEqual(fs.readFileSync(seen, 'utf8').trim().split('\n').map((l) => JSON.parse(l)), ['8', null, '2']);
+  t.is(run('snapshot', ['aggregate', `--input=${input}`], { cwd: repo.dir, env: { ...env, NODE_OPTIONS: '--max-semi-space-size=16' } }).code, 0);
+  t.deepEqual(
+    fs.readFileSync(seen, 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
+    [
+      ['8', ['--max-semi-space-size=8']],
+      [null, []],
+      ['2', ['--max-semi-space-size=8']],
+      ['8', []],
+    ],
+  );
 });
