@@ -548,7 +548,7 @@ function inputParts(whole: string, n: number): string[] {
 async function benchIngest(): Promise<void> {
   const plan: Array<{ n: number; reps: number; timeoutMs: number }> = [
     { n: 10_000, reps: quick ? 3 : 5, timeoutMs: 60_000 },
-    { n: 100_000, reps: quick ? 1 : 3, timeoutMs: 180_000 },
+    { n: 100_000, reps: quick ? 1 : 5, timeoutMs: 180_000 },
     ...(quick ? [] : [{ n: 1_000_000, reps: 1, timeoutMs: 420_000 }]),
   ];
   for (const { n, reps, timeoutMs } of plan) {
