@@ -1,5 +1,5 @@
 import test from 'ava';
-import { entriesChecksum } from '../../plugins/aggregation/batch-store.js';
+import { entriesChecksum, makeBatch, parseBatchBytes, serializeBatch } from '../../plugins/aggregation/batch-store.js';
 import { createHash } from 'node:crypto';
 import { InputError } from '../../src/core/errors.js';
 import {
@@ -135,6 +135,23 @@ test('batch checksums equal sha256 over the plain canonical JSON, for stored ent
   // Validated entries (canonical order: one native JSON.stringify) hash as the definition says.
   const validated = validateEntries([{ ...base, metadata: { z: 1, a: { d: [1, { c: 2, b: 3 }] } } }, { ...base, entryId: 'x' }], OPTS);
   t.is(entriesChecksum(validated), expected(validated));
+});
+
+test('serializeBatch: the file text parses back to the batch makeBatch builds, and reads back as a verified batch', (t) => {
+  const validated = validateEntries([{ ...base, metadata: { z: 1, a: { d: [1, { c: 2, b: 3 }] } } }, { ...base, entryId: 'x', metadata: { taskId: 7 } }], OPTS);
+  // Entries not in canonical order (as an older file holds them) take the entry-by-entry path.
+  const unordered = [{ userId: 'u', entryId: 'o', timestamp: 1, action: 'a', metadata: { b: 1, a: 2 } }];
+  for (const entries of [validated, unordered, []]) {
+    const { batch, text } = serializeBatch('batch_1700000000000_0000abcd', 1_700_000_000_123, entries as never, true);
+    t.deepEqual(batch, makeBatch('batch_1700000000000_0000abcd', 1_700_000_000_123, entries as never, true));
+    const read = parseBatchBytes(Buffer.from(text));
+    t.true('batch' in read, JSON.stringify(read));
+    if ('batch' in read) {
+      t.is(read.batch.checksum, batch.checksum);
+      t.deepEqual(Object.keys(JSON.parse(text)), ['batchId', 'timestamp', 'version', 'entries', 'entryCount', 'recovered', 'checksum']);
+      t.is(JSON.stringify(JSON.parse(text).entries), referenceCanonical(entries));
+    }
+  }
 });
 
 test('the redacted, converted metadata feeds the derived id', (t) => {
