@@ -312,6 +312,8 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
   const counts: number[] = [];
   const resumed: FlushedBatch[] = [];
   const indexPairs: Array<{ entryId: string; batchId: string }> = [];
+  /** Batch and failed files found for committed ranges: the killed process may not have synced them. */
+  const found: string[] = [];
   let journalRangesOpen = true;
   for (const range of intent) {
     const direct = isDirectRange(range);
@@ -323,6 +325,7 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
       counts.push(read.batch.entryCount);
       if (direct) for (const e of read.batch.entries) indexPairs.push({ entryId: e.entryId, batchId: range.b });
       resumed.push({ batchId: range.b, file: path.relative(ctx.dataRoot, file), entryCount: read.batch.entryCount, trigger: 'manual' });
+      found.push(file);
       continue;
     }
     if (read && 'problem' in read && read.problem === 'newer-version') {
@@ -339,18 +342,21 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
       done.push({ ...range, failed: true });
       counts.push(failed.batch.entryCount);
       if (direct) for (const e of failed.batch.entries) indexPairs.push({ entryId: e.entryId, batchId: range.b });
+      found.push(failedFile(store.layout, range.b));
       continue;
     }
     if (!direct) journalRangesOpen = false; // later journal ranges were never attempted: their entries stay pending
   }
   lock.assertHeld();
-  if (indexPairs.length > 0) {
-    // The killed process may not have fsynced the directories yet: make the found names
-    // durable before the index and the commit record say they exist.
+  if (found.length > 0) {
+    // The killed process may not have made the found files durable yet — their bytes (a large
+    // group renames its files before one syncfs) nor their names: both become durable before
+    // the index and the commit record say the files exist.
+    await ctx.fs.syncFilesDurable(found);
     ctx.fs.fsyncDir(store.layout.aggregated);
-    if (done.some((d) => d.failed && isDirectRange(d))) ctx.fs.fsyncDir(store.layout.recovery);
-    await store.index.add(indexPairs);
+    if (done.some((d) => d.failed)) ctx.fs.fsyncDir(store.layout.recovery);
   }
+  if (indexPairs.length > 0) await store.index.add(indexPairs);
   lock.assertHeld();
   if (done.length > 0) store.journal.commit(done, ctx.now(), counts);
   else store.journal.abort(ctx.now());

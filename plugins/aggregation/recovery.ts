@@ -136,6 +136,16 @@ function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefine
       if (!(existing && 'batch' in existing && existing.batch.checksum === doc.checksum)) {
         const batch = makeBatch(doc.batchId, now, doc.entries, true);
         writeBatchFile(ctx.fs, target, doc.migrated ? { ...batch, migrated: doc.migrated } : batch);
+      } else {
+        // Written by a pass that was killed before it finished: its bytes and its name may not
+        // be durable yet, and the failed copy is about to go.
+        const fd = ctx.fs.openAppend(target);
+        try {
+          ctx.fs.fsync(fd);
+        } finally {
+          ctx.fs.close(fd);
+        }
+        ctx.fs.fsyncDir(layout.aggregated);
       }
       // Counted in the store's totals before the failed copy goes (a repeat is ignored by id).
       store.journal.recovered(doc.batchId, doc.entryCount, now);

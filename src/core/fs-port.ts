@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { FILE_MODE, itemData, replaceGroup, type GroupItem } from './group-write.js';
+import { FILE_MODE, itemData, replaceGroup, syncExistingFiles, type GroupItem } from './group-write.js';
 
 /**
  * write-file-atomic, loaded on first use with require() (CommonJS: +7 ms per process, against
@@ -32,6 +32,8 @@ function atomicWriteSync(): typeof import('write-file-atomic').sync {
 export { GROUP_CONCURRENCY, FILE_MODE, type GroupItem } from './group-write.js';
 
 export const DIR_MODE = 0o700;
+/** How many levels of parents mkdirp fsyncs above a directory it finds already there (see FsPort.mkdirp). */
+export const EXISTING_DIR_LEVELS = 3;
 
 /** Single operations; errors are Node's `ErrnoException`s, unchanged. */
 export interface FsPrimitives {
@@ -86,11 +88,23 @@ export interface FsPrimitives {
   atomicReplaceConcurrent?(items: ReadonlyArray<GroupItem>): Promise<Array<Error | undefined>>;
   /** Optional group commit: `fsync` of every descriptor, concurrently; rejects with the first error after all settled. */
   fsyncConcurrent?(fds: readonly number[]): Promise<void>;
+  /**
+   * Optional: makes the bytes of existing files durable — one syncfs of their file system for
+   * many files (Linux), else an fdatasync of each. Rejects with the first error after all
+   * settled. Without it, the durable layer fsyncs each file through `openAppend`.
+   */
+  syncFilesConcurrent?(files: readonly string[]): Promise<void>;
 }
 
 /** What the store uses: the primitives plus the durable compositions. */
 export interface FsPort extends FsPrimitives {
-  /** `mkdir -p` (0700) that fsyncs the parent of every directory it creates. */
+  /**
+   * `mkdir -p` (0700) that fsyncs the parent of every directory it creates. A directory found
+   * already there may have been created by a process killed before it fsynced the parent (a
+   * power loss would then undo the directory and every file written into it since): the first
+   * time this port meets it, the parents of it and of up to EXISTING_DIR_LEVELS - 1 ancestors
+   * are fsynced (a parent that cannot be opened, EACCES/EPERM, ends the walk).
+   */
   mkdirp(dir: string): void;
   /** atomicReplace + fsync of the directory: the new content is durable under its name. */
   writeFileDurable(file: string, data: string | Buffer): void;
@@ -113,21 +127,49 @@ export interface FsPort extends FsPrimitives {
    * descriptor was closed.
    */
   appendAllDurable(items: ReadonlyArray<{ file: string; data: Buffer }>): Promise<void>;
+  /**
+   * The bytes of files that already exist made durable (not their names: the caller fsyncs
+   * their directories) — for files another process wrote and may not have synced, e.g. the
+   * batch files of a group write killed before its syncfs. Throws the port's error (ENOENT
+   * for a file that is gone).
+   */
+  syncFilesDurable(files: readonly string[]): Promise<void>;
 }
 
 /** Composes the durable operations over `p` (see the module comment for the rules). */
 export function withDurability(p: FsPrimitives): FsPort {
+  /** Directories whose own name this port made durable (created here, or their parent fsynced). */
+  const durableNames = new Set<string>();
+  const makeNameDurable = (dir: string): void => {
+    for (let d = dir, level = 0; level < EXISTING_DIR_LEVELS && !durableNames.has(d); level++) {
+      const parent = path.dirname(d);
+      if (parent === d) return;
+      try {
+        p.fsyncDir(parent);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EACCES' || code === 'EPERM') return;
+        throw error;
+      }
+      durableNames.add(d);
+      d = parent;
+    }
+  };
   const mkdirp = (dir: string): void => {
-    if (p.stat(dir)) return;
+    if (p.stat(dir)) {
+      makeNameDurable(dir);
+      return;
+    }
     const parent = path.dirname(dir);
     if (parent !== dir) mkdirp(parent);
     try {
       p.mkdir(dir);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return makeNameDurable(dir);
       throw error;
     }
     p.fsyncDir(parent);
+    durableNames.add(dir);
   };
   return {
     ...p,
@@ -171,6 +213,22 @@ export function withDurability(p: FsPrimitives): FsPort {
         }
       }
       return outcome;
+    },
+    async syncFilesDurable(files) {
+      if (files.length === 0) return;
+      if (p.syncFilesConcurrent) {
+        await p.syncFilesConcurrent(files);
+        return;
+      }
+      for (const file of files) {
+        if (!p.stat(file)) throw Object.assign(new Error(`ENOENT: no such file, sync '${file}'`), { code: 'ENOENT', path: file });
+        const fd = p.openAppend(file);
+        try {
+          p.fsync(fd);
+        } finally {
+          p.close(fd);
+        }
+      }
     },
     async appendAllDurable(items) {
       const fds: number[] = [];
@@ -252,6 +310,7 @@ export function createNodePrimitives(): FsPrimitives {
       }
     },
     atomicReplaceConcurrent: (items) => replaceGroup(items),
+    syncFilesConcurrent: (files) => syncExistingFiles(files),
     fsyncConcurrent: async (fds) => {
       const results = await Promise.allSettled(fds.map((fd) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve())))));
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -161,6 +161,21 @@ export async function syncWritten(items: ReadonlyArray<{ file: string } | null>,
   if (!synced) await fdatasyncEach(written, outcome);
 }
 
+/**
+ * Makes the bytes of existing files durable, as a group write does for its own (one `sync -f`
+ * per folder from `groupTuning.syncfsMinFiles` files on Linux, else or on failure an fdatasync
+ * of each). For files a killed process renamed into place before its syncfs.
+ *
+ * @throws the first file's error (ENOENT when it is gone) after all settled
+ */
+export async function syncExistingFiles(files: readonly string[]): Promise<void> {
+  const outcome: Array<Error | undefined> = new Array(files.length).fill(undefined);
+  if (files.length >= groupTuning.syncfsMinFiles && process.platform === 'linux') await syncWritten(files.map((file) => ({ file })), outcome);
+  else await fdatasyncEach(files, outcome);
+  const failed = outcome.find((e) => e !== undefined);
+  if (failed) throw failed;
+}
+
 /** `sync -f <dir>`: syncfs(2) of the file system holding `dir`. Resolves false when it could not run or failed. */
 function syncFileSystem(dir: string): Promise<boolean> {
   return new Promise((resolve) => {

@@ -6,13 +6,19 @@
  * - `fsync(fd)` makes that file's bytes durable (not its name);
  * - `fsyncDir(dir)` makes the names in `dir` durable — files created, replaced, renamed or
  *   unlinked there, and subdirectories created there;
- * - `atomicReplace` models write-file-atomic: the new bytes are fsynced, the rename is not.
+ * - `atomicReplace` models write-file-atomic: the new bytes are fsynced, the rename is not;
+ * - `atomicReplaceConcurrent` models group-write.ts: a group smaller than
+ *   `groupTuning.syncfsMinFiles` is atomicReplace item by item; a larger one is renamed with its
+ *   bytes NOT synced, then one syncfs (a mutating call of its own) makes the group's bytes
+ *   durable (not its names);
+ * - `syncFilesConcurrent` makes the bytes of existing files durable (not their names).
  * `powerLoss()` throws away everything else; `crashAt` stops the "machine" just before the
  * n-th mutating call, after which every call fails until `reboot()`.
  */
 import * as path from 'node:path';
 import type { Stats, StatsFs } from 'node:fs';
 import { withDurability, type FsPort, type FsPrimitives } from '../../src/core/fs-port.js';
+import { groupTuning } from '../../src/core/group-write.js';
 
 interface Inode {
   data: Buffer;
@@ -51,9 +57,12 @@ export class SimulatedDisk {
     }
   }
 
-  private mutate(): void {
+  /** For debugging a failing cut: set to an array to record each mutating call and its callers. */
+  trace: string[] | undefined;
+  private mutate(what = ''): void {
     if (this.stopped) throw new MachineStopped();
     this.calls++;
+    if (this.trace) this.trace.push(`${this.calls} ${what || (new Error().stack ?? '').split('\n').slice(2, 6).map((l) => l.trim().replace(/^at /, '').replace(/\(.*\/(dist\/[^)]*)\)/, '$1')).join(' < ')}`);
     if (this.calls >= this.crashAt) {
       this.stopped = true;
       throw new MachineStopped();
@@ -180,6 +189,40 @@ export class SimulatedDisk {
       unlink: (file) => {
         this.mutate();
         if (!this.files.delete(file)) throw errno('ENOENT', file);
+      },
+      atomicReplaceConcurrent: async (items) => {
+        const outcome: Array<Error | undefined> = [];
+        const viaSyncfs = items.length >= groupTuning.syncfsMinFiles;
+        const written: Inode[] = [];
+        for (const item of items) {
+          try {
+            this.mutate();
+            this.parentMustExist(item.file);
+            if (this.failReplace(item.file)) throw errno('EIO', item.file);
+            const data = typeof item.data === 'function' ? item.data() : item.data;
+            const bytes = Buffer.from(data);
+            const inode = { data: bytes, synced: viaSyncfs ? Buffer.alloc(0) : Buffer.from(bytes) };
+            this.files.set(item.file, inode);
+            written.push(inode);
+            outcome.push(undefined);
+          } catch (error) {
+            if (error instanceof MachineStopped) throw error;
+            outcome.push(error as Error);
+          }
+        }
+        if (viaSyncfs) {
+          this.mutate();
+          for (const inode of written) inode.synced = Buffer.from(inode.data);
+        }
+        return outcome;
+      },
+      syncFilesConcurrent: async (files) => {
+        this.mutate();
+        for (const file of files) {
+          const inode = this.files.get(file);
+          if (!inode) throw errno('ENOENT', file);
+          inode.synced = Buffer.from(inode.data);
+        }
       },
       fsyncDir: (dir) => {
         this.mutate();
