@@ -360,8 +360,32 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
   lock.assertHeld();
   if (done.length > 0) store.journal.commit(done, ctx.now(), counts);
   else store.journal.abort(ctx.now());
-  ctx.log.info('resumed an interrupted flush', { committed: done.map((d) => d.b), abandonedRanges: intent.length - done.length });
+  const leftovers = removeIntentTempFiles(ctx, store.layout, intent);
+  ctx.log.info('resumed an interrupted flush', { committed: done.map((d) => d.b), abandonedRanges: intent.length - done.length, tempFilesRemoved: leftovers });
   return resumed;
+}
+
+/**
+ * Temp files (`<batch file>.<number>`) of the batches an open intent named: a process killed
+ * during its group write leaves up to 32. Nobody else writes batch files without the store
+ * lock, which this process holds, so they are garbage. Costs one listing of `aggregated/`, and
+ * only after a killed flush. Returns how many were removed (a failure to remove one is logged
+ * and left to aggregate-cleanup).
+ */
+function removeIntentTempFiles(ctx: HandlerContext, layout: StoreLayout, intent: readonly BatchRange[]): number {
+  const named = new Set(intent.map((range) => `${range.b}.json`));
+  let removed = 0;
+  for (const name of ctx.fs.readdir(layout.aggregated)) {
+    const dot = name.lastIndexOf('.');
+    if (dot <= 0 || !/^\.\d{1,10}$/.test(name.slice(dot)) || !named.has(name.slice(0, dot))) continue;
+    try {
+      ctx.fs.unlink(path.join(layout.aggregated, name));
+      removed++;
+    } catch (error) {
+      ctx.log.warn('could not remove a temp file of an interrupted flush', { file: name, error: (error as Error).message });
+    }
+  }
+  return removed;
 }
 
 /** Moves a corrupt stored file into recovery/errors (never deletes it). */

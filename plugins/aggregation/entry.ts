@@ -94,6 +94,7 @@ export const ENTRY_MESSAGES = {
   textType: (field: string) => `${field} must be a string`,
   textLength: (field: string, max: number) => `${field} must be 1–${max} characters`,
   controlChars: (field: string) => `${field} must not contain control or bidirectional-override characters`,
+  notWellFormed: (field: string) => `${field} is not well-formed Unicode (it has a lone UTF-16 surrogate, e.g. \\ud800): such text cannot be stored as UTF-8`,
   actionChars: 'action must be 1–64 characters of A–Z a–z 0–9 _ . : -',
   timestampType: 'timestamp must be a number (epoch milliseconds, or epoch seconds below 1e11) or an ISO-8601 string with an offset',
   timestampFinite: 'timestamp must be a finite number (not NaN or Infinity)',
@@ -126,12 +127,20 @@ const INDEX_KEY_RE = /^(0|[1-9]\d*)$/;
 // ---------------------------------------------------------------------------------------------
 // Schemas that do not depend on the call: built once at module load.
 
+/**
+ * `String.prototype.isWellFormed` (ES2024, in Node 20): false when the text has a lone UTF-16
+ * surrogate. Such text turns into U+FFFD when written as UTF-8 (the id index, report files), so
+ * two different ids would meet as one.
+ */
+const isWellFormed = (text: string): boolean => (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+
 const idText = (field: string, max: number) =>
   v.pipe(
     v.string(ENTRY_MESSAGES.textType(field)),
     v.minLength(1, ENTRY_MESSAGES.textLength(field, max)),
     v.maxLength(max, ENTRY_MESSAGES.textLength(field, max)),
     v.check((s) => !CONTROL_CHARS.test(s), ENTRY_MESSAGES.controlChars(field)),
+    v.check(isWellFormed, ENTRY_MESSAGES.notWellFormed(field)),
   );
 
 const UserIdSchema = idText('userId', 128);
@@ -287,6 +296,10 @@ function normalizeMetadata(meta: Record<string, unknown>, walk: Walk): Record<st
       problems.push({ path: [key], message: ENTRY_MESSAGES.forbiddenKey(key) });
       continue;
     }
+    if (!isWellFormed(key)) {
+      problems.push({ path: [key], message: ENTRY_MESSAGES.notWellFormed('a metadata key') });
+      continue;
+    }
     if (redact.size > 0 && walk.redactedKey(key)) {
       out[key] = REDACTED;
       walk.bound += REDACTED.length + 2;
@@ -294,6 +307,7 @@ function normalizeMetadata(meta: Record<string, unknown>, walk: Walk): Record<st
     }
     if (key === 'sessionId') {
       if (typeof value !== 'string') problems.push({ path: [key], message: ENTRY_MESSAGES.sessionId, value });
+      else if (!isWellFormed(value)) problems.push({ path: [key], message: ENTRY_MESSAGES.notWellFormed('metadata.sessionId'), value });
       else {
         out[key] = value;
         walk.bound += 6 * value.length + 2;
@@ -301,7 +315,8 @@ function normalizeMetadata(meta: Record<string, unknown>, walk: Walk): Record<st
       continue;
     }
     if (key === 'taskId') {
-      if (typeof value === 'string') {
+      if (typeof value === 'string' && !isWellFormed(value)) problems.push({ path: [key], message: ENTRY_MESSAGES.notWellFormed('metadata.taskId'), value });
+      else if (typeof value === 'string') {
         out[key] = value;
         walk.bound += 6 * value.length + 2;
       } else if (typeof value === 'number' && Number.isSafeInteger(value)) {
@@ -338,6 +353,10 @@ function copyJson(
   const { problems } = walk;
   switch (typeof value) {
     case 'string':
+      if (!isWellFormed(value)) {
+        problems.push({ path: [...parent, key], message: ENTRY_MESSAGES.notWellFormed('a metadata text'), value });
+        return undefined;
+      }
       walk.bound += 6 * value.length + 2;
       return value;
     case 'boolean':
@@ -377,6 +396,10 @@ function copyJson(
   for (const k of sortedKeys(value, walk)) {
     if (FORBIDDEN_KEYS.has(k)) {
       problems.push({ path: [...here, k], message: ENTRY_MESSAGES.forbiddenKey(k) });
+      continue;
+    }
+    if (!isWellFormed(k)) {
+      problems.push({ path: [...here, k], message: ENTRY_MESSAGES.notWellFormed('a metadata key') });
       continue;
     }
     if (walk.redact.size > 0 && walk.redactedKey(k)) {

@@ -33,12 +33,13 @@ export const FILE_MODE = 0o600;
 export const SYNCFS_MIN_FILES = 64;
 
 /**
- * Module state in one place (STYLE §8): tests lower the thresholds to reach each path with a few
- * files, and call {@link resetGroupTuning} afterwards.
+ * Module state in one place (STYLE §8): tests lower the threshold to reach each path with a few
+ * files, or name another `sync` command, and call {@link resetGroupTuning} afterwards.
  */
-export const groupTuning = { syncfsMinFiles: SYNCFS_MIN_FILES };
+export const groupTuning: { syncfsMinFiles: number; syncCommand: string | undefined } = { syncfsMinFiles: SYNCFS_MIN_FILES, syncCommand: undefined };
 export function resetGroupTuning(): void {
   groupTuning.syncfsMinFiles = SYNCFS_MIN_FILES;
+  groupTuning.syncCommand = undefined;
 }
 
 /**
@@ -176,11 +177,19 @@ export async function syncExistingFiles(files: readonly string[]): Promise<void>
   if (failed) throw failed;
 }
 
+/** coreutils' `sync` by its absolute path where it is (a `sync` earlier on PATH is not trusted), else from PATH. */
+let syncPath: string | undefined;
+function syncCommand(): string {
+  if (groupTuning.syncCommand !== undefined) return groupTuning.syncCommand;
+  syncPath ??= ['/usr/bin/sync', '/bin/sync'].find((p) => fs.existsSync(p)) ?? 'sync';
+  return syncPath;
+}
+
 /** `sync -f <dir>`: syncfs(2) of the file system holding `dir`. Resolves false when it could not run or failed. */
 function syncFileSystem(dir: string): Promise<boolean> {
   return new Promise((resolve) => {
     try {
-      execFile('sync', ['-f', dir], { timeout: 120_000 }, (error) => resolve(!error));
+      execFile(syncCommand(), ['-f', dir], { timeout: 120_000 }, (error) => resolve(!error));
     } catch {
       resolve(false);
     }

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
 import { aggregateStatus } from '../../plugins/aggregation/handlers/aggregate-status.js';
 import { rawEntry, withTempStore } from '../helpers/store.js';
+import { openJournal } from '../../plugins/aggregation/journal.js';
 
 test('status reports pending entries, their age, batches and metrics; the age trigger fires after maxAge', async (t) => {
   const s = withTempStore(t, { batchSize: 50, maxAge: 30_000 });
@@ -33,4 +34,21 @@ test('status counts failed, abandoned and quarantined files and reports health i
   t.deepEqual(r.recovery, { failed: 1, abandoned: 1, errors: 1 });
   t.is(r.health.status, 'unhealthy');
   t.deepEqual(r.health.issues.map((i) => i.type), ['failed-batches', 'abandoned-batches', 'quarantined-files']);
+});
+
+test('the call that resumes an interrupted flush removes the temp files of the batches its intent named, and no other', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  await aggregate.run({ entry: [JSON.stringify([rawEntry(1, s.clock.now() - 1)])], source: [] }, s.ctx);
+  const agg = path.join(s.dataRoot, 'aggregated');
+  const named = 'batch_1700000000000_0000abcd';
+  const { journal } = openJournal(path.join(agg, 'journal'), path.join(agg, 'recovery/errors'), s.ctx.fs, s.clock.now);
+  journal.intent([{ b: named, from: 1, to: 1 }], s.clock.now());
+  journal.close();
+  // What a process killed during its group write leaves: temp files of the named batch.
+  for (const n of ['123', '4294967295']) fs.writeFileSync(path.join(agg, `${named}.json.${n}`), '{"partial');
+  fs.writeFileSync(path.join(agg, 'batch_1700000000000_0000ffff.json.77'), 'another batch');
+  fs.writeFileSync(path.join(agg, 'metrics.json.99'), 'metrics temp');
+  const r = await aggregateStatus.run({}, s.ctx);
+  t.is(r.pending, 1); // the named batch was never written: its entry is still pending
+  t.deepEqual(fs.readdirSync(agg).filter((n) => /\.\d+$/.test(n)).sort(), ['batch_1700000000000_0000ffff.json.77', 'metrics.json.99']);
 });

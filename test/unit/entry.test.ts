@@ -241,6 +241,23 @@ test('timestamp: boundaries — exactly 2000-01-01 and exactly now + skew are ac
 
 // ---- userId, action, entryId, shape ---------------------------------------------------------
 
+test('text must be well-formed Unicode: a lone surrogate in an id, the user or metadata is refused with its path; surrogate pairs are fine', (t) => {
+  // A lone surrogate becomes U+FFFD in UTF-8 (the id index): "lone-\ud800" and "lone-\ufffd" would meet as one id.
+  t.deepEqual(
+    validateEntries([{ ...base, entryId: 'pair-\ud83d\ude00', userId: 'ana-\ud83d\ude00', metadata: { 'k\ud83d\ude00': ['v\ud83d\ude00'] } }], OPTS).map((e) => e.entryId),
+    ['pair-\ud83d\ude00'],
+  );
+  const error = reject(t, [
+    { ...base, entryId: 'lone-\ud800-a' },
+    { ...base, userId: 'ana\udc00' },
+    { ...base, metadata: { note: 'x\ud800', nested: { ['k\udfff']: 1, list: ['ok', '\ud800'] } } },
+    { ...base, metadata: { taskId: 'T-\ud800', sessionId: '\udc00' } },
+  ]);
+  t.deepEqual(paths(error), ['[0].entryId', '[1].userId', '[2].metadata.nested["k\\udfff"]', '[2].metadata.nested.list[1]', '[2].metadata.note', '[3].metadata.sessionId', '[3].metadata.taskId']);
+  t.is(error.details[0]!.message, 'entryId is not well-formed Unicode (it has a lone UTF-16 surrogate, e.g. \\ud800): such text cannot be stored as UTF-8');
+  t.is(error.details[4]!.message, 'a metadata text is not well-formed Unicode (it has a lone UTF-16 surrogate, e.g. \\ud800): such text cannot be stored as UTF-8');
+});
+
 test('userId: length 1–128 and no control characters', (t) => {
   t.is(validateEntries([{ ...base, userId: 'x'.repeat(128) }], OPTS).length, 1);
   const error = reject(t, [

@@ -67,6 +67,7 @@ async function withDurabilityProbe(t: { teardown(fn: () => void): void }, status
   const bin = tempDir(t);
   const log = path.join(bin, 'sync.log');
   fs.writeFileSync(path.join(bin, 'sync'), `#!/bin/sh\necho "$*" >> '${log}'\n[ ${status} -eq 0 ] && PATH='${process.env.PATH}' sync "$@"\nexit ${status}\n`, { mode: 0o755 });
+  groupTuning.syncCommand = path.join(bin, 'sync');
   const savedPath = process.env.PATH;
   const cjsFs = createRequire(import.meta.url)('node:fs') as typeof fs;
   const realFdatasync = cjsFs.fdatasync;

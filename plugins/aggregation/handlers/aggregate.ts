@@ -512,7 +512,8 @@ as duplicates and not stored again.
 
 Examples:
   provider-bridge aggregate --entry='{"userId":"ana","action":"review","timestamp":"2026-11-30T09:00:00Z"}'
-  git log … | provider-bridge aggregate --input=-
+  provider-bridge aggregate --input=entries.ndjson       (one entry per line)
+  my-exporter --ndjson | provider-bridge aggregate --input=-
   provider-bridge aggregate --source=git-log --repo=../other-repo`,
   options: {
     entry: { type: 'string', multiple: true },
