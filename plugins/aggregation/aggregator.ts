@@ -314,10 +314,18 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
   const indexPairs: Array<{ entryId: string; batchId: string }> = [];
   /** Batch and failed files found for committed ranges: the killed process may not have synced them. */
   const found: string[] = [];
+  /** Files of journal ranges left pending (after the first missing file): removed before the record. */
+  const orphans: string[] = [];
   let journalRangesOpen = true;
   for (const range of intent) {
     const direct = isDirectRange(range);
-    if (!direct && !journalRangesOpen) continue;
+    if (!direct && !journalRangesOpen) {
+      // After the first missing file, the journal's entries stay pending (commits are a prefix:
+      // the journal keeps one watermark). A group write lands its files in any order, so a file
+      // for such a range may be there anyway: it goes, or its entries would be stored twice.
+      for (const f of [batchFile(store.layout, range.b), failedFile(store.layout, range.b)]) if (ctx.fs.stat(f)) orphans.push(f);
+      continue;
+    }
     const file = batchFile(store.layout, range.b);
     const read = readBatchFile(ctx.fs, file);
     if (read && 'batch' in read) {
@@ -357,6 +365,9 @@ async function resolveOpenIntent(ctx: HandlerContext, store: OpenStore, lock: St
     if (done.some((d) => d.failed)) ctx.fs.fsyncDir(store.layout.recovery);
   }
   if (indexPairs.length > 0) await store.index.add(indexPairs);
+  lock.assertHeld();
+  for (const f of orphans) ctx.fs.removeDurable(f);
+  if (orphans.length > 0) ctx.log.warn('removed batch files an interrupted flush wrote after one it did not', { files: orphans.map((f) => path.relative(ctx.dataRoot, f)) });
   lock.assertHeld();
   if (done.length > 0) store.journal.commit(done, ctx.now(), counts);
   else store.journal.abort(ctx.now());
@@ -549,7 +560,10 @@ function createOpenStore(
       } catch (parkError) {
         outcome.stuck = `${error}; the failed batch could not be parked either (${(parkError as Error).message}); its ${entries.length} entries stay in the journal`;
         ctx.log.error('flush failed and could not park the batch', { batchId: chunk.range.b, error, parkError: String(parkError) });
-        return { outcome, done, counts, stuckFrom: i }; // later chunks stay pending too: commits must stay a prefix
+        // Later chunks stay pending too (commits must stay a prefix), so the files the group
+        // write already landed for them go, or their entries would be stored twice.
+        for (let j = i + 1; j < chunks.length; j++) if (grouped.has(j)) ctx.fs.removeDurable(batchFile(layout, chunks[j]!.range.b));
+        return { outcome, done, counts, stuckFrom: i };
       }
       ctx.log.error('flush failed; batch parked for recovery', { batchId: chunk.range.b, file: target, error });
       done.push({ ...chunk.range, failed: true });
