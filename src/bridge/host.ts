@@ -307,11 +307,11 @@ async function createContext(io: HostIo, values: Record<string, unknown>, handle
       return client;
     },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    async readStdin(limitBytes, overflow) {
+    async readStdin(limitBytes, overflow, source) {
       let chunks: Buffer[] = [];
       let total = 0;
       let sink: StdinSink | undefined;
-      for await (const chunk of io.stdin) {
+      for await (const chunk of source ?? io.stdin) {
         const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
         total += buf.length;
         if (sink) {

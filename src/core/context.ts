@@ -44,6 +44,7 @@ export interface HandlerContext {
    * with `overflow` (called once, then), every byte — what was held and the rest — is passed to
    * the sink it returns, in order (each `write` awaited), then `end()`, and `{overflowed: bytes}`
    * is returned. Memory stays bounded by `limitBytes` either way. Errors of the sink propagate.
+   * `source`: read that instead of standard input (a pipe or device named by `--input=PATH`).
    */
-  readStdin(limitBytes: number, overflow?: () => StdinSink): Promise<Buffer | { overflowed: number } | undefined>;
+  readStdin(limitBytes: number, overflow?: () => StdinSink, source?: AsyncIterable<Buffer | string>): Promise<Buffer | { overflowed: number } | undefined>;
 }

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/store.js';
+import { PROJECT_ROOT } from '../helpers/git-repo.js';
 
 const PAST = Date.UTC(2026, 0, 15, 9, 30);
 const entry = (i: number, extra: Record<string, unknown> = {}) => ({ entryId: `cli-${i}`, userId: 'ana', action: 'review', timestamp: PAST + i, ...extra });
@@ -141,4 +142,24 @@ test('--hook never fails or prints: a bad config is written to the aggregation l
   t.is(status.json.result.health.status, 'degraded');
   t.deepEqual(status.json.result.health.issues.map((i: { type: string }) => i.type), ['hook-failures']);
   t.regex(status.json.result.health.issues[0].message, /^1 git-hook call\(s\) failed in the last 24 h/);
+});
+
+test('--input naming a pipe (/dev/stdin, <(cmd)) is read like standard input, once; its entries are stored; one that cannot be opened is a usage error', (t) => {
+  const dir = project(t);
+  const ndjson = Array.from({ length: 300 }, (_, i) => JSON.stringify(entry(i))).join('\n') + '\n';
+  const file = path.join(dir, 'in.ndjson');
+  fs.writeFileSync(file, ndjson);
+  const bin = path.join(PROJECT_ROOT, 'src/bridge/provider-bridge.sh');
+  // /dev/stdin fed by a shell pipe: it used to be read whole with readFile.
+  const viaDevStdin = runCli(['-c', `cat '${file}' | "$0" aggregate --input=/dev/stdin --data-path='${path.join(dir, 'a')}'`, bin], { cwd: dir, command: ['sh'] });
+  t.is(viaDevStdin.code, 0, viaDevStdin.stdout + viaDevStdin.stderr);
+  t.is(JSON.parse(viaDevStdin.stdout).result.accepted, 300);
+  // A process substitution (a pipe under /dev/fd).
+  const viaFifo = runCli(['-c', `"$0" aggregate --input=<(cat '${file}') --data-path='${path.join(dir, 'b')}'`, bin], { cwd: dir, command: ['bash'] });
+  t.is(viaFifo.code, 0, viaFifo.stdout + viaFifo.stderr);
+  t.is(JSON.parse(viaFifo.stdout).result.accepted, 300);
+  // spawnSync's stdin is a socket: /dev/stdin cannot be opened (ENXIO), which is said as such.
+  const socket = runCli(['aggregate', '--input=/dev/stdin', `--data-path=${path.join(dir, 'c')}`], { cwd: dir, input: ndjson });
+  t.is(socket.code, 2);
+  t.is(socket.json.error.message, 'Cannot read --input=/dev/stdin: ENXIO');
 });

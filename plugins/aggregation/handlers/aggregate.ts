@@ -124,7 +124,7 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
     const got =
       input.input === '-'
         ? await readStdinStreaming(ctx, origin, Math.min(streamTuning.afterBytes, streamTuning.stdinAfterBytes), prepare)
-        : await openInputFile(ctx, input.input, origin, streamTuning.afterBytes);
+        : await openInputFile(ctx, input.input, origin, streamTuning.afterBytes, (source) => readStdinStreaming(ctx, origin, Math.min(streamTuning.afterBytes, streamTuning.stdinAfterBytes), prepare, source));
     if (Buffer.isBuffer(got)) add(parseEntryText(decodeUtf8(got, origin), origin));
     else streamed = got;
   }
@@ -192,7 +192,7 @@ function removeQuietly(ctx: HandlerContext, file: string): void {
  * @throws InputError (exit 2) listing up to 1,000 problems; nothing is stored and the scratch
  *   file is removed
  */
-async function readStdinStreaming(ctx: HandlerContext, origin: string, afterBytes: number, prepare: Prepare): Promise<Buffer | StreamedInput> {
+async function readStdinStreaming(ctx: HandlerContext, origin: string, afterBytes: number, prepare: Prepare, source?: AsyncIterable<Buffer | string>): Promise<Buffer | StreamedInput> {
   const { assertOwnDataRoot } = await import('../aggregator.js');
   const { NdjsonSplitter, ProblemSink, streamTuning, validateChunk } = await import('../stream-input.js');
   assertOwnDataRoot(ctx);
@@ -240,7 +240,7 @@ async function readStdinStreaming(ctx: HandlerContext, origin: string, afterByte
           if (mode === 'ndjson') take(splitter.finish());
         },
       };
-    });
+    }, source);
   } catch (error) {
     if (fd !== undefined) closeStreamed(ctx, { origin, file: spool, fd, bytes: 0, spool: true });
     throw toIoError(error, ctx.dataRoot);
@@ -316,9 +316,11 @@ export function decodeUtf8(bytes: Buffer, origin: string): string {
 
 /**
  * The file's bytes; or, when it is larger than `afterBytes` (STREAM_AFTER_BYTES) and NDJSON, the
- * file opened for streaming. A JSON array larger than MAX_INPUT_BYTES is refused (exit 2).
+ * file opened for streaming. A JSON array larger than MAX_INPUT_BYTES is refused (exit 2). A pipe
+ * or device (`/dev/stdin`, `<(cmd)`) goes to `readStream`, read once like standard input (held
+ * up to 16 MiB, else streamed), instead of being read whole.
  */
-async function openInputFile(ctx: HandlerContext, file: string, origin: string, afterBytes: number): Promise<Buffer | StreamedInput> {
+async function openInputFile(ctx: HandlerContext, file: string, origin: string, afterBytes: number, readStream: (source: AsyncIterable<Buffer | string>) => Promise<Buffer | StreamedInput>): Promise<Buffer | StreamedInput> {
   const full = path.resolve(ctx.cwd, file);
   const cannotRead = (error: unknown) =>
     new UsageError(`Cannot read --input=${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
@@ -326,6 +328,17 @@ async function openInputFile(ctx: HandlerContext, file: string, origin: string, 
       details: [{ path: '--input', message: (error as Error).message, value: file }],
     });
   const st = ctx.fs.stat(full);
+  if (st && !st.isFile() && !st.isDirectory()) {
+    // A pipe or device (`--input=/dev/stdin`, `--input=<(cmd)`): it can be read only once and its
+    // size is unknown, so it is read like standard input — held up to 16 MiB, else streamed.
+    let fd: number;
+    try {
+      fd = fs.openSync(full, 'r');
+    } catch (error) {
+      throw cannotRead(error);
+    }
+    return readStream(fs.createReadStream('', { fd }));
+  }
   if (st && st.isFile() && st.size > afterBytes) {
     let fd: number;
     try {
