@@ -121,18 +121,16 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     }
   };
   /** Fingerprints the bytes appended to `shard` since the last refresh. */
-  const refresh = (shard: string): boolean => {
+  const refresh = (shard: string): void => {
     const done = readBytes.get(shard) ?? 0;
-    const st = fsPort.stat(shardFile(shard));
-    if (!st) return false;
-    const size = st.size;
-    if (size <= done) return true;
+    const size = fsPort.stat(shardFile(shard))?.size ?? 0;
+    if (size <= done) return;
     let data: Buffer;
     try {
       data = fsPort.readFileFrom(shardFile(shard), done);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      return false;
+      return;
     }
     // Every write starts with a newline, so the appended tail splits into whole lines.
     for (const line of data.toString('utf8').split('\n')) {
@@ -143,7 +141,6 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
       }
     }
     readBytes.set(shard, done + data.length);
-    return true;
   };
   /** The ids of the last lookup and their CRC-32s, for the add that usually follows it. */
   let lastLookup: { ids: readonly string[]; hashes: Uint32Array } | undefined;

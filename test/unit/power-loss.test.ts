@@ -177,26 +177,40 @@ test.serial('flushes with syncfs group writes: process killed at every step, the
   t.true(steps > 40);
 });
 
-test.serial('a flush killed after its group write landed files out of order: the next call removes those after the gap, and every entry is stored once', async (t) => {
+/**
+ * A store on the simulated disk with ids 1–8 pending in the journal and `batchSize` 2 (a force
+ * writes 4 batches as one group), whose 2nd batch file of that group cannot be written (nor
+ * parked in recovery/, with `parkingFails`). `check` asserts every id is stored exactly once.
+ */
+async function eightPendingWithFailingSecondBatch(t: Parameters<typeof withTempStore>[0], parkingFails: boolean) {
   const s = withTempStore(t, { batchSize: 2, flushThreshold: 1 });
   const disk = new SimulatedDisk(path.dirname(s.dataRoot));
   s.setFs(disk.port());
   fs.mkdirSync(path.join(s.dataRoot, 'aggregated/journal'), { recursive: true });
-  // 8 entries pending (batchSize 2 makes 4 batches of one group write when forced).
   s.ctx.config.batchSize = 100;
   await aggregate.run({ entry: [JSON.stringify(Array.from({ length: 8 }, (_, k) => rawEntry(k + 1, s.clock.now() - 1)))], source: [] }, s.ctx);
   s.ctx.config.batchSize = 2;
-  // The 2nd file of the group cannot be written (then not parked either): the machine stops
-  // while the force retries it, after the 3rd and 4th files had landed.
   let seen = 0;
   let victim: string | undefined;
   disk.failReplace = (file) => {
+    if (parkingFails && /aggregated\/recovery\//.test(file)) return true;
     if (!/aggregated\/batch_[^/]+\.json$/.test(file)) return false;
     if (victim === undefined && ++seen === 2) victim = file;
     return file === victim;
   };
+  const check = () => {
+    const counts = stored(disk, s.dataRoot);
+    t.deepEqual([...counts.keys()].sort(), Array.from({ length: 8 }, (_, k) => `id-${k + 1}`).sort());
+    for (const [id, n] of counts) t.is(n, 1, `${id} stored once`);
+  };
+  return { s, disk, check };
+}
+
+test.serial('a flush killed after its group write landed files out of order: the next call removes those after the gap, and every entry is stored once', async (t) => {
+  const { s, disk, check } = await eightPendingWithFailingSecondBatch(t, false);
+  // The machine stops while the force retries the 2nd file alone, after the 3rd and 4th landed.
   const stoppedIn = await finishedBeforeStop(async () => {
-    disk.crashAt = disk.calls + 12; // inside the one-by-one retries of the victim
+    disk.crashAt = disk.calls + 12;
     await aggregateForce.run({}, s.ctx);
   });
   t.false(stoppedIn, 'the force was cut');
@@ -204,31 +218,13 @@ test.serial('a flush killed after its group write landed files out of order: the
   disk.failReplace = () => false;
   s.setFs(disk.port());
   await aggregateForce.run({}, s.ctx);
-  const counts = stored(disk, s.dataRoot);
-  t.deepEqual([...counts.keys()].sort(), Array.from({ length: 8 }, (_, k) => `id-${k + 1}`).sort());
-  for (const [id, n] of counts) t.is(n, 1, `${id} stored once`);
+  check();
 });
 
 test.serial('a batch that can be neither written nor parked: the files its group already landed for later batches are removed, every entry is stored once', async (t) => {
-  const s = withTempStore(t, { batchSize: 2, flushThreshold: 1 });
-  const disk = new SimulatedDisk(path.dirname(s.dataRoot));
-  s.setFs(disk.port());
-  fs.mkdirSync(path.join(s.dataRoot, 'aggregated/journal'), { recursive: true });
-  s.ctx.config.batchSize = 100;
-  await aggregate.run({ entry: [JSON.stringify(Array.from({ length: 8 }, (_, k) => rawEntry(k + 1, s.clock.now() - 1)))], source: [] }, s.ctx);
-  s.ctx.config.batchSize = 2;
-  let seen = 0;
-  let victim: string | undefined;
-  disk.failReplace = (file) => {
-    if (/aggregated\/recovery\//.test(file)) return true; // parking fails too
-    if (!/aggregated\/batch_[^/]+\.json$/.test(file)) return false;
-    if (victim === undefined && ++seen === 2) victim = file;
-    return file === victim;
-  };
+  const { s, disk, check } = await eightPendingWithFailingSecondBatch(t, true);
   await aggregateForce.run({}, s.ctx).catch(() => undefined); // exit 1: one batch stuck
   disk.failReplace = () => false;
   await aggregateForce.run({}, s.ctx);
-  const counts = stored(disk, s.dataRoot);
-  t.deepEqual([...counts.keys()].sort(), Array.from({ length: 8 }, (_, k) => `id-${k + 1}`).sort());
-  for (const [id, n] of counts) t.is(n, 1, `${id} stored once`);
+  check();
 });
