@@ -59,103 +59,71 @@ export const itemData = (item: GroupItem): string | Buffer => (typeof item.data 
  * @returns per item, `undefined` when it is durable under its name (once the caller fsyncs its
  *   directory), else the error it failed with (a Node errno error: `code`, `path`…)
  */
-export async function replaceGroup(items: ReadonlyArray<{ file: string; data: string | Buffer | (() => string | Buffer) }>): Promise<Array<Error | undefined>> {
+export async function replaceGroup(items: ReadonlyArray<GroupItem>): Promise<Array<Error | undefined>> {
   const outcome: Array<Error | undefined> = new Array(items.length).fill(undefined);
   if (items.length === 0) return outcome;
   const viaSyncfs = items.length >= groupTuning.syncfsMinFiles && process.platform === 'linux';
   await writeGroup(items, outcome, !viaSyncfs);
-  if (viaSyncfs) await syncWritten(items, outcome);
+  if (viaSyncfs) await syncWritten(items.map((item) => item.file), outcome);
   return outcome;
 }
 
-type QueuedItem = { file: string; data: string | Uint8Array | (() => string | Buffer) } | null;
-
 /**
- * A queue of files written at most GROUP_CONCURRENCY at a time, fed while it runs: `add` an item
- * at its index (null: nothing to write, its outcome was set by whoever built it), then `end`,
- * which resolves once every added item has settled. Each write is: temp file opened exclusive,
- * written, fdatasynced when `fdatasync`, closed, renamed over the target; a failure is recorded
- * in `outcome[index]` and its temp file removed.
+ * Writes and renames every item, at most GROUP_CONCURRENCY at a time: temp file opened exclusive,
+ * written, fdatasynced when `fdatasync`, closed, renamed over the target. A failure is recorded
+ * in `outcome[i]` and its temp file removed.
  */
-export function groupWriter(outcome: Array<Error | undefined>, fdatasync: boolean): { add(index: number, item: QueuedItem): void; end(): Promise<void> } {
-  // One random draw per group (a draw per file cost ~14 µs each): distinct within the group.
-  const base = randomBytes(4).readUInt32BE(0);
-  const queue: Array<{ index: number; item: NonNullable<QueuedItem> }> = [];
-  let head = 0;
-  let active = 0;
-  let ended = false;
-  let finished: (() => void) | undefined;
-  const settle = (): void => {
-    active--;
-    pump();
-  };
-  const pump = (): void => {
-    while (active < GROUP_CONCURRENCY && head < queue.length) {
-      const { index, item } = queue[head]!;
-      queue[head++] = undefined as never; // let the bytes go once written
-      active++;
-      writeOne(index, item, (error) => {
-        if (error) outcome[index] = error;
-        settle();
+function writeGroup(items: ReadonlyArray<GroupItem>, outcome: Array<Error | undefined>, fdatasync: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    // One random draw per group (a draw per file cost ~14 µs each): distinct within the group.
+    const base = randomBytes(4).readUInt32BE(0);
+    let next = 0;
+    let settled = 0;
+    const startNext = (): void => {
+      if (next >= items.length) return;
+      const i = next++;
+      writeOne(i, (error) => {
+        if (error) outcome[i] = error;
+        if (++settled === items.length) resolve();
+        else startNext();
       });
-    }
-    if (ended && active === 0 && head === queue.length) finished?.();
-  };
-  const writeOne = (i: number, item: NonNullable<QueuedItem>, done: (error?: Error) => void): void => {
-    const tmp = `${item.file}.${(base + i) >>> 0}`;
-    const fail = (error: Error, fd?: number): void => {
-      const cleanUp = (): void => fs.unlink(tmp, () => done(error));
-      if (fd === undefined) cleanUp();
-      else fs.close(fd, cleanUp);
     };
-    let data: string | Uint8Array;
-    try {
-      data = typeof item.data === 'function' ? item.data() : item.data;
-    } catch (error) {
-      done(error as Error);
-      return;
-    }
-    fs.open(tmp, 'wx', FILE_MODE, (openError, fd) => {
-      if (openError) return done(openError);
-      fs.writeFile(fd, data, (writeError) => {
-        if (writeError) return fail(writeError, fd);
-        const closeAndRename = (): void =>
-          fs.close(fd, (closeError) => {
-            if (closeError) return fail(closeError);
-            fs.rename(tmp, item.file, (renameError) => (renameError ? fail(renameError) : done()));
-          });
-        if (!fdatasync) return closeAndRename();
-        fs.fdatasync(fd, (syncError) => (syncError ? fail(syncError, fd) : closeAndRename()));
-      });
-    });
-  };
-  return {
-    add(index, item) {
-      if (item) {
-        queue.push({ index, item });
-        pump();
+    const writeOne = (i: number, done: (error?: Error) => void): void => {
+      const item = items[i]!;
+      const tmp = `${item.file}.${(base + i) >>> 0}`;
+      const fail = (error: Error, fd?: number): void => {
+        const cleanUp = (): void => fs.unlink(tmp, () => done(error));
+        if (fd === undefined) cleanUp();
+        else fs.close(fd, cleanUp);
+      };
+      let data: string | Buffer;
+      try {
+        data = itemData(item);
+      } catch (error) {
+        done(error as Error);
+        return;
       }
-    },
-    end() {
-      ended = true;
-      return new Promise((resolve) => {
-        finished = resolve;
-        pump();
+      fs.open(tmp, 'wx', FILE_MODE, (openError, fd) => {
+        if (openError) return done(openError);
+        fs.writeFile(fd, data, (writeError) => {
+          if (writeError) return fail(writeError, fd);
+          const closeAndRename = (): void =>
+            fs.close(fd, (closeError) => {
+              if (closeError) return fail(closeError);
+              fs.rename(tmp, item.file, (renameError) => (renameError ? fail(renameError) : done()));
+            });
+          if (!fdatasync) return closeAndRename();
+          fs.fdatasync(fd, (syncError) => (syncError ? fail(syncError, fd) : closeAndRename()));
+        });
       });
-    },
-  };
-}
-
-/** Writes and renames every item through a {@link groupWriter}; records each failure in `outcome`. */
-export function writeGroup(items: ReadonlyArray<QueuedItem>, outcome: Array<Error | undefined>, fdatasync: boolean): Promise<void> {
-  const writer = groupWriter(outcome, fdatasync);
-  items.forEach((item, i) => writer.add(i, outcome[i] === undefined ? item : null));
-  return writer.end();
+    };
+    for (let k = 0; k < Math.min(GROUP_CONCURRENCY, items.length); k++) startNext();
+  });
 }
 
 /** After a group written without fdatasync: one `sync -f` per directory, else an fdatasync per written file. */
-export async function syncWritten(items: ReadonlyArray<{ file: string } | null>, outcome: Array<Error | undefined>): Promise<void> {
-  const written = items.map((item, i) => (item && outcome[i] === undefined ? item.file : undefined));
+async function syncWritten(files: readonly string[], outcome: Array<Error | undefined>): Promise<void> {
+  const written = files.map((file, i) => (outcome[i] === undefined ? file : undefined));
   const dirs = new Set(written.filter((f): f is string => f !== undefined).map((f) => path.dirname(f)));
   let synced = true;
   for (const dir of dirs) if (synced) synced = await syncFileSystem(dir);
@@ -171,7 +139,7 @@ export async function syncWritten(items: ReadonlyArray<{ file: string } | null>,
  */
 export async function syncExistingFiles(files: readonly string[]): Promise<void> {
   const outcome: Array<Error | undefined> = new Array(files.length).fill(undefined);
-  if (files.length >= groupTuning.syncfsMinFiles && process.platform === 'linux') await syncWritten(files.map((file) => ({ file })), outcome);
+  if (files.length >= groupTuning.syncfsMinFiles && process.platform === 'linux') await syncWritten(files, outcome);
   else await fdatasyncEach(files, outcome);
   const failed = outcome.find((e) => e !== undefined);
   if (failed) throw failed;
