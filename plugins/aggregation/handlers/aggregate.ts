@@ -404,6 +404,8 @@ async function storeEntries(ctx: HandlerContext, entries: Entry[], skipped: Skip
           flushed: [...store.resumed, ...bulk.flushed, ...outcome.flushed],
           failed: [...bulk.failed, ...outcome.failed],
           skipped,
+          // A batch neither written nor parked: its entries are safe in the journal (pending).
+          ...(bulk.stuck || outcome.stuck ? { warnings: [`a flush could not write its batch: ${bulk.stuck ?? outcome.stuck}`] } : {}),
         };
       },
       { lockTimeoutMs: INBOX_AFTER_MS, index },
@@ -498,6 +500,7 @@ async function storeStreamed(ctx: HandlerContext, streamed: StreamedInput, entri
     total.failed.push(...part.failed);
     total.pending = part.pending;
     total.batchAgeMs = part.batchAgeMs;
+    if (part.warnings) total.warnings = [...(total.warnings ?? []), ...part.warnings];
     if (part.queued) queued.push(part.queued);
   }
   if (changed.total > 0 || (!streamed.spool && chunkNumber !== digests.length)) throw changedError(total.accepted);
@@ -556,7 +559,7 @@ Examples:
       const result = streamed ? await storeStreamed(ctx, streamed, entries, skipped, prepare) : await storeEntries(ctx, entries, skipped);
       const { checkPrivacySettings } = await import('../privacy.js');
       const warning = checkPrivacySettings(ctx);
-      if (warning) result.warnings = [warning];
+      if (warning) result.warnings = [...(result.warnings ?? []), warning];
       return result;
     } finally {
       if (streamed) closeStreamed(ctx, streamed);
