@@ -10,8 +10,10 @@
  * - a file's bytes are durable after `fsync` of its descriptor;
  * - a create, rename or unlink is durable after an fsync of the directory holding the name
  *   (both directories for a rename), and a new directory after an fsync of its parent.
- * Directories are created 0700 and files 0600 (SPEC §2). All calls are synchronous: every
- * invocation is a short-lived process doing a handful of small writes.
+ * Directories are created 0700 and files 0600 (SPEC §2). Single-file calls are synchronous
+ * (every invocation is a short-lived process doing a handful of small writes); the group
+ * operations (writeFilesDurable, appendAllDurable, syncFilesDurable) are async so their
+ * file-system work overlaps.
  */
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';

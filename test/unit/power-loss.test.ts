@@ -178,6 +178,21 @@ test.serial('flushes with syncfs group writes: process killed at every step, the
 });
 
 /**
+ * Makes the 2nd batch file the store tries to write fail every time (and, with `parkingFails`,
+ * every write into recovery/ too), whatever its random name.
+ */
+function failSecondBatchFile(disk: SimulatedDisk, parkingFails: boolean): void {
+  let seen = 0;
+  let victim: string | undefined;
+  disk.failReplace = (file) => {
+    if (parkingFails && /aggregated\/recovery\//.test(file)) return true;
+    if (!/aggregated\/batch_[^/]+\.json$/.test(file)) return false;
+    if (victim === undefined && ++seen === 2) victim = file;
+    return file === victim;
+  };
+}
+
+/**
  * A store on the simulated disk with ids 1–8 pending in the journal and `batchSize` 2 (a force
  * writes 4 batches as one group), whose 2nd batch file of that group cannot be written (nor
  * parked in recovery/, with `parkingFails`). `check` asserts every id is stored exactly once.
@@ -190,14 +205,7 @@ async function eightPendingWithFailingSecondBatch(t: Parameters<typeof withTempS
   s.ctx.config.batchSize = 100;
   await aggregate.run({ entry: [JSON.stringify(Array.from({ length: 8 }, (_, k) => rawEntry(k + 1, s.clock.now() - 1)))], source: [] }, s.ctx);
   s.ctx.config.batchSize = 2;
-  let seen = 0;
-  let victim: string | undefined;
-  disk.failReplace = (file) => {
-    if (parkingFails && /aggregated\/recovery\//.test(file)) return true;
-    if (!/aggregated\/batch_[^/]+\.json$/.test(file)) return false;
-    if (victim === undefined && ++seen === 2) victim = file;
-    return file === victim;
-  };
+  failSecondBatchFile(disk, parkingFails);
   const check = () => {
     const counts = stored(disk, s.dataRoot);
     t.deepEqual([...counts.keys()].sort(), Array.from({ length: 8 }, (_, k) => `id-${k + 1}`).sort());
@@ -234,14 +242,7 @@ test.serial('an import whose batch can be neither written nor parked says so in 
   const disk = new SimulatedDisk(path.dirname(s.dataRoot));
   s.setFs(disk.port());
   fs.mkdirSync(path.join(s.dataRoot, 'aggregated/journal'), { recursive: true });
-  let seen = 0;
-  let victim: string | undefined;
-  disk.failReplace = (file) => {
-    if (/aggregated\/recovery\//.test(file)) return true;
-    if (!/aggregated\/batch_[^/]+\.json$/.test(file)) return false;
-    if (victim === undefined && ++seen === 2) victim = file;
-    return file === victim;
-  };
+  failSecondBatchFile(disk, true);
   const r = await aggregate.run({ entry: [JSON.stringify(Array.from({ length: 8 }, (_, k) => rawEntry(k + 1, s.clock.now() - 1)))], source: [] }, s.ctx);
   t.is(r.accepted, 8);
   // Back in the journal, the stuck entries and those after them were cut again under new batch
