@@ -83,10 +83,22 @@ function hostHelp(registry: Registry): string {
   ].join('\n');
 }
 
-/** Splits `argv` into the action name and the rest (the first argument that is not an option). */
-function splitAction(argv: string[]): { action?: string; rest: string[] } {
-  const index = argv.findIndex((a) => !a.startsWith('-'));
-  if (index === -1) return { rest: argv };
+/**
+ * Splits `argv` into the action name and the rest: the action is the first argument that is
+ * neither an option nor the value of a global string option given in space form before it
+ * (`provider-bridge --data-path DIR serve` runs `serve`; `--data-path=DIR` needs no skipping).
+ */
+export function splitAction(argv: readonly string[]): { action?: string; rest: string[] } {
+  let index = -1;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('-')) {
+      index = i;
+      break;
+    }
+    if (arg.startsWith('--') && GLOBAL_OPTIONS[arg.slice(2)]?.type === 'string') i++;
+  }
+  if (index === -1) return { rest: [...argv] };
   return { action: argv[index], rest: [...argv.slice(0, index), ...argv.slice(index + 1)] };
 }
 

@@ -26,12 +26,16 @@ node=${FLOWFORGE_NODE:-node}
 blob=$root/dist/snapshot/provider-bridge.blob
 esm=$root/dist/src/bridge/cli.js
 
-# The action is the first argument that is not an option, as the host reads it.
+# The action is the first argument that is not an option (nor the value of a global --data-path,
+# --config or --format given in space form before it), as the host reads it (host.ts splitAction).
 action=
 input=
+skip=
 for arg do
+  if [ -n "$skip" ]; then skip=; continue; fi
   case $arg in
     --input | --input=*) input=yes ;;
+    --data-path | --config | --format) [ -n "$action" ] || skip=yes ;;
     -*) ;;
     *) [ -n "$action" ] || action=$arg ;;
   esac

@@ -26,7 +26,7 @@ import { pathToFileURL } from 'node:url';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { setModuleImporter, type ModuleImporter } from '../core/dynamic-import.js';
-import { PACKAGE_ROOT, SNAPSHOT_BLOB_PATH, runHost, type HostIo } from './host.js';
+import { PACKAGE_ROOT, SNAPSHOT_BLOB_PATH, runHost, splitAction, type HostIo } from './host.js';
 import { trainSnapshot } from './snapshot-training.js';
 // Evaluated while the snapshot is built, so their module bodies never run again at start-up.
 import 'simple-git';
@@ -103,9 +103,9 @@ function builtHere(): boolean {
   }
 }
 
-/** The action named in `argv` (the first argument that is not an option), as the host reads it. */
+/** The action named in `argv`, as the host reads it (see {@link splitAction}). */
 function actionOf(argv: readonly string[]): string | undefined {
-  return argv.find((a) => !a.startsWith('-'));
+  return splitAction(argv).action;
 }
 
 function fromSnapshot(argv: readonly string[]): boolean {

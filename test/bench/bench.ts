@@ -6,9 +6,11 @@
  * floor, measured… with the order rotated each round), and compared by medians. It prints a
  * table (figure, measured, floor, ratio, budget, result) and writes every figure, with its
  * sample summaries, as JSON to `--out=FILE` or `<os tmpdir>/ff-bench-<time>.json` (never into
- * the repository; the path is printed). Scratch repositories and stores live in a temp folder
- * removed at the end (`--keep` keeps it); generated stores and input files are cached in
- * `<os tmpdir>/ff-bench-cache/<format hash>/` between runs (`--fresh` rebuilds them).
+ * the repository; the path is printed). Scratch repositories and stores live in a folder
+ * `<bench folder>/run-XXXXXX` removed at the end (`--keep` keeps it); generated stores and input
+ * files are cached in `<bench folder>/cache/<format hash>/` between runs (`--fresh` rebuilds
+ * them). The bench folder is `--dir`, else `FF_BENCH_DIR`, else `~/.cache/flowforge-bench`
+ * (XDG_CACHE_HOME respected), not the OS temp folder: see `benchRoot()` in fixtures.ts for why.
  * These are benchmarks, not tests: nothing in `npm test` runs them or depends on speed.
  *
  * "ratio" is always measured time / floor time (for peak RSS: measured / floor RSS).
@@ -76,6 +78,7 @@ import type { Entry } from '../../plugins/aggregation/types.js';
 import {
   assertOutsideProject,
   benchEntry,
+  benchRoot,
   cached,
   cacheDir,
   BIN,
@@ -107,21 +110,25 @@ const { values: opts } = parseArgs({
     runs: { type: 'string' },
     keep: { type: 'boolean', default: false },
     fresh: { type: 'boolean', default: false },
+    dir: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 
 if (opts.help) {
-  console.log(`Usage: npm run bench -- [--quick] [--only=GROUP[,GROUP…]] [--out=FILE] [--runs=N] [--keep] [--fresh]
+  console.log(`Usage: npm run bench -- [--quick] [--only=GROUP[,GROUP…]] [--out=FILE] [--runs=N] [--keep] [--fresh] [--dir=DIR]
 
 Groups (or figure numbers): ${GROUPS.map((g) => g).join(', ')} (1–11, p)
   --quick   fewer repetitions, no 1M-entry ingest, streamed ingest of 100k instead of 1M
   --runs=N  repetitions of the interleaved process loops (default 15, quick 6)
   --out     where the JSON goes (default <tmpdir>/ff-bench-<time>.json; never inside the repo)
-  --keep    keep the scratch folder; --fresh rebuild the cached stores and inputs`);
+  --keep    keep the scratch folder; --fresh rebuild the cached stores and inputs
+  --dir     the bench folder for scratch stores and the cache (default FF_BENCH_DIR, else
+            ~/.cache/flowforge-bench; not /tmp, whose file creates are slowed by churn)`);
   process.exit(0);
 }
 
+if (opts.dir !== undefined) process.env.FF_BENCH_DIR = path.resolve(opts.dir);
 const quick = opts.quick === true;
 const selected = new Set<Group>();
 for (const name of (opts.only ?? GROUPS.join(',')).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean)) {
@@ -182,7 +189,7 @@ if (!fs.existsSync(CLI)) {
 }
 if (!fs.existsSync(BLOB)) log(`${BLOB} is missing (esbuild not installed?): provider-bridge runs from the ESM build`);
 if (opts.fresh) fs.rmSync(cacheDir(), { recursive: true, force: true });
-const work = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ff-bench-')));
+const work = fs.realpathSync(fs.mkdtempSync(path.join(benchRoot(), 'run-')));
 assertOutsideProject(work);
 const home = path.join(work, 'home');
 fs.mkdirSync(home);

@@ -3,8 +3,9 @@
  * NDJSON input files, and stores with a history (batch files + id-index shards + a journal
  * header) or with failed batches, written directly in the store's own formats (see
  * plugins/aggregation/{journal,id-index,batch-store,layout}.ts) so that 10,000 batches take
- * seconds, not an hour of `aggregate` calls. Generated files are cached in the OS temp folder
- * under a key that includes a hash of those modules, so a format change regenerates them.
+ * seconds, not an hour of `aggregate` calls. Generated files are cached in the bench folder
+ * (`benchRoot()`) under a key that includes a hash of those modules, so a format change
+ * regenerates them.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -118,7 +119,40 @@ export function writeNdjson(file: string, n: number, prefix: string, from = 0): 
 // ---- the cache ----------------------------------------------------------------------------
 
 /**
- * `<tmp>/ff-bench-cache/<key>`: the key hashes the compiled store-format modules, so stores
+ * The folder every scratch store, repository and cached input of the benchmark lives in:
+ * `FF_BENCH_DIR` (bench.ts sets it from `--dir`), else `$XDG_CACHE_HOME/flowforge-bench`, else
+ * `~/.cache/flowforge-bench`. Created on demand (mode 0700); never inside the repository.
+ *
+ * Not the OS temp folder: on this machine's ext4 (no journal) a new file's inode is searched
+ * for in its parent folder's block group first, skipping inodes freed in the last 30 s (5.5 min
+ * while their table block is dirty). `/tmp` is where `npm test` and every other tool create
+ * and delete files all day, so creating 2,000 files in a fresh folder there took 180–1,430 ms
+ * against 65–67 ms under `/root` or `/work` in the same minute. A user's data root lives in
+ * their project (`<project>/.flowforge`), so the figures are measured away from that churn.
+ * The benchmark's own clean-up deletes ~30,000 files at its end, so the folder is also marked
+ * `chattr +T` (ext2–4 "top of directory hierarchy", best effort): each run's folder is then
+ * placed in another block group than the last run's, and a run started minutes after the last
+ * one does not create its files among the inodes that one freed.
+ */
+let benchRootMade: string | undefined;
+export function benchRoot(): string {
+  const configured = process.env.FF_BENCH_DIR;
+  const root = path.resolve(configured !== undefined && configured !== '' ? configured : path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'flowforge-bench'));
+  if (root === PROJECT_ROOT || root.startsWith(PROJECT_ROOT + path.sep)) throw new Error(`the bench folder ${root} is inside the repository; choose another with --dir or FF_BENCH_DIR`);
+  if (benchRootMade !== root) {
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    try {
+      execFileSync('chattr', ['+T', root], { stdio: 'ignore' });
+    } catch {
+      // not ext2–4, or no chattr: run folders may share a block group with the last run's
+    }
+    benchRootMade = root;
+  }
+  return root;
+}
+
+/**
+ * `<bench folder>/cache/<key>`: the key hashes the compiled store-format modules, so stores
  * generated for an older format are never reused.
  */
 export function cacheDir(): string {
@@ -126,7 +160,7 @@ export function cacheDir(): string {
   for (const m of ['journal.js', 'id-index.js', 'batch-store.js', 'layout.js']) {
     h.update(fs.readFileSync(path.join(PROJECT_ROOT, 'dist/plugins/aggregation', m)));
   }
-  const dir = path.join(os.tmpdir(), 'ff-bench-cache', h.digest('hex').slice(0, 16));
+  const dir = path.join(benchRoot(), 'cache', h.digest('hex').slice(0, 16));
   fs.mkdirSync(dir, { recursive: true });
   return dir;
 }

@@ -15,7 +15,6 @@
  * `benchReport` is exported for the main benchmark (bench.ts); a benchmark, never a test.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,7 +22,7 @@ import { makeBatch } from '../../plugins/aggregation/batch-store.js';
 import { storeLayout } from '../../plugins/aggregation/layout.js';
 import type { Entry } from '../../plugins/aggregation/types.js';
 import { median, runWithPeakRss } from './harness.js';
-import { CLI, NODE, assertOutsideProject, cleanEnv } from './fixtures.js';
+import { CLI, NODE, assertOutsideProject, benchRoot, cleanEnv } from './fixtures.js';
 
 export interface ReportBenchResult {
   entries: number;
@@ -113,7 +112,7 @@ export async function benchReport(opts: { entries: number; workDir: string; cli:
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { entries: { type: 'string', default: '1000000' }, 'per-batch': { type: 'string', default: '50' }, runs: { type: 'string', default: '3' }, keep: { type: 'boolean' } } });
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ff-report-bench-'));
+  const workDir = fs.mkdtempSync(path.join(benchRoot(), 'report-'));
   assertOutsideProject(workDir);
   try {
     const result = await benchReport({ entries: Number(values.entries), workDir, cli: CLI, perBatch: Number(values['per-batch']), runs: Number(values.runs) });

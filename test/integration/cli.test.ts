@@ -105,6 +105,22 @@ test('--data-path and FLOWFORGE_DATA_PATH choose the data root; dirs 0700, files
   t.false(fs.existsSync(path.join(dir, '.flowforge')));
 });
 
+test('global options in space form before the action (--data-path DIR --format text aggregate) are not read as the action; through the bin too', (t) => {
+  const dir = project(t);
+  const bin = path.join(PROJECT_ROOT, 'src/bridge/provider-bridge.sh');
+  for (const [name, command] of [['esm', undefined], ['bin', [bin]]] as const) {
+    const root = path.join(dir, `root-${name}`);
+    const r = runCli(['--data-path', root, '--format', 'text', 'aggregate', `--entry=${JSON.stringify(entry(7))}`], { cwd: dir, ...(command ? { command: [...command] } : {}) });
+    t.is(r.code, 0, `${name}: ${r.stdout}${r.stderr}`);
+    t.is(r.stdout, 'accepted 1, duplicates 0, pending 1 (oldest 0 s)\n', name);
+    t.true(fs.existsSync(path.join(root, 'aggregated/journal/journal.log')), name);
+    const status = runCli(['--data-path', root, 'aggregate-status'], { cwd: dir, ...(command ? { command: [...command] } : {}) });
+    t.is(status.code, 0, name);
+    t.is(status.json.result.pending, 1, name);
+  }
+  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+});
+
 test('a data root that cannot be written: exit 1, message names the data root', (t) => {
   const dir = project(t);
   const blocker = path.join(dir, 'not-a-dir');
@@ -162,4 +178,21 @@ test('--input naming a pipe (/dev/stdin, <(cmd)) is read like standard input, on
   const socket = runCli(['aggregate', '--input=/dev/stdin', `--data-path=${path.join(dir, 'c')}`], { cwd: dir, input: ndjson });
   t.is(socket.code, 2);
   t.is(socket.json.error.message, 'Cannot read --input=/dev/stdin: ENXIO');
+});
+
+test('--input with an empty path or a folder is a usage error saying so (it read the working folder: EISDIR)', (t) => {
+  const dir = project(t);
+  const root = path.join(dir, 'root');
+  const empty = runCli(['aggregate', '--input=', `--data-path=${root}`], { cwd: dir });
+  t.is(empty.code, 2);
+  t.is(empty.json.error.code, 'E_USAGE');
+  t.is(empty.json.error.message, '--input needs a file: --input=FILE, or --input=- for standard input');
+  const folder = runCli(['aggregate', '--input=sub', `--data-path=${root}`], { cwd: dir });
+  fs.mkdirSync(path.join(dir, 'sub'));
+  const folder2 = runCli(['aggregate', '--input=sub', `--data-path=${root}`], { cwd: dir });
+  t.is(folder.json.error.message, 'Cannot read --input=sub: ENOENT');
+  t.is(folder2.code, 2);
+  t.is(folder2.json.error.message, 'Cannot read --input=sub: it is a folder; give an NDJSON or JSON file, or - for standard input');
+  t.deepEqual(folder2.json.error.details, [{ path: '--input', message: `${path.join(dir, 'sub')} is a folder`, value: 'sub' }]);
+  t.false(fs.existsSync(root));
 });

@@ -327,8 +327,10 @@ async function openInputFile(ctx: HandlerContext, file: string, origin: string, 
       cause: error,
       details: [{ path: '--input', message: (error as Error).message, value: file }],
     });
+  if (file === '') throw new UsageError('--input needs a file: --input=FILE, or --input=- for standard input', { details: [{ path: '--input', message: 'empty path', value: file }] });
   const st = ctx.fs.stat(full);
-  if (st && !st.isFile() && !st.isDirectory()) {
+  if (st?.isDirectory()) throw new UsageError(`Cannot read --input=${file}: it is a folder; give an NDJSON or JSON file, or - for standard input`, { details: [{ path: '--input', message: `${full} is a folder`, value: file }] });
+  if (st && !st.isFile()) {
     // A pipe or device (`--input=/dev/stdin`, `--input=<(cmd)`): it can be read only once and its
     // size is unknown, so it is read like standard input — held up to 16 MiB, else streamed.
     let fd: number;
