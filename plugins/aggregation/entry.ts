@@ -85,6 +85,8 @@ export const ENTRY_MESSAGES = {
   invalidText: (n: number, origin: string) =>
     `${origin}: ${n} ${n === 1 ? 'line is' : 'lines are'} not valid JSON: nothing was accepted`,
   invalidArray: (origin: string) => `${origin}: not a valid JSON array: nothing was accepted`,
+  badLinesAndInvalid: (origin: string, lines: number, entries: number) =>
+    `${origin}: ${lines} ${lines === 1 ? 'line is' : 'lines are'} not valid JSON and ${entries} ${entries === 1 ? 'entry is' : 'entries are'} invalid: nothing was accepted`,
   // V8 quotes a piece of the offending text (`Unexpected token 'p', "password=h"... is not valid
   // JSON`); that piece is input, possibly a secret, and error text reaches logs: drop it.
   badJson: (reason: string) => `not valid JSON: ${reason.replace(/, ".*"(?:\.\.\.)? is not valid JSON$/s, '')}`,
@@ -717,20 +719,23 @@ function entryIdOf(userId: string, action: string, timestamp: number, canonicalM
 /**
  * Parses the text of `--input` or `--entry` (SPEC §4): a JSON array (text starting with `[`),
  * a single JSON object (possibly spanning lines), or NDJSON — one JSON value per non-empty
- * line, each value one entry. A leading UTF-8 BOM is stripped; blank text gives `[]`. Items
- * are returned unvalidated (see {@link validateEntries}).
+ * line, each value one entry. A leading UTF-8 BOM is stripped; blank text gives no items.
+ * Items are returned unvalidated (see {@link validateEntries}); an NDJSON line that does not
+ * parse is left out and listed in `problems`, so the caller can validate the rest and report
+ * everything at once.
  *
  * @param origin where the text came from, used in error paths: `--input=foo.ndjson`, `--entry[2]`
- * @throws InputError listing every unparseable line as `{path: "<origin>:line N", message}`
- *   (1-based physical lines), or `{path: origin, message}` when a JSON array does not parse
+ * @returns `items`; for NDJSON, `lines[k]` is item k's 1-based physical line; `problems` lists
+ *   every unparseable line as `{path: "<origin>:line N", message}`
+ * @throws InputError `{path: origin, message}` when a JSON array does not parse (nothing in it can be read)
  */
-export function parseEntryText(text: string, origin: string): unknown[] {
+export function parseEntryText(text: string, origin: string): { items: unknown[]; lines?: number[]; problems: ErrorDetail[] } {
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   const trimmed = body.trimStart();
-  if (trimmed === '') return [];
+  if (trimmed === '') return { items: [], problems: [] };
   if (trimmed.startsWith('[')) {
     try {
-      return JSON.parse(body) as unknown[];
+      return { items: JSON.parse(body) as unknown[], problems: [] };
     } catch (error) {
       throw new InputError(ENTRY_MESSAGES.invalidArray(origin), {
         details: [{ path: origin, message: ENTRY_MESSAGES.badJson((error as Error).message) }],
@@ -740,23 +745,70 @@ export function parseEntryText(text: string, origin: string): unknown[] {
   }
   if (trimmed.startsWith('{')) {
     try {
-      return [JSON.parse(body) as unknown];
+      return { items: [JSON.parse(body) as unknown], problems: [] };
     } catch {
       // not one object: read it as NDJSON below
     }
   }
   const lines = body.split('\n');
   const items: unknown[] = [];
-  const details: ErrorDetail[] = [];
+  const itemLines: number[] = [];
+  const problems: ErrorDetail[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] ?? '').trim();
     if (line === '') continue;
     try {
       items.push(JSON.parse(line));
+      itemLines.push(i + 1);
     } catch (error) {
-      details.push({ path: `${origin}:line ${i + 1}`, message: ENTRY_MESSAGES.badJson((error as Error).message) });
+      problems.push({ path: `${origin}:line ${i + 1}`, message: ENTRY_MESSAGES.badJson((error as Error).message) });
     }
   }
-  if (details.length > 0) throw new InputError(ENTRY_MESSAGES.invalidText(details.length, origin), { details });
-  return items;
+  return { items, lines: itemLines, problems };
+}
+
+/** Lines of text that did not parse, by where they came from (see {@link parseEntryText}). */
+export interface BadLines {
+  origin: string;
+  problems: ErrorDetail[];
+}
+
+/**
+ * The one InputError for a call's input (exit 2), or undefined when there is nothing to report:
+ * the NDJSON lines that did not parse and the problems of the entries that did (`invalid`, an
+ * InputError of {@link validateEntries}, whose `[i]` paths count the parsed items), in the order
+ * of the input. Each entry problem gets `source` (`--input=f.ndjson:line 5`) from `sourceOf(i)`
+ * when the item came from NDJSON. The message counts both: see ENTRY_MESSAGES.
+ */
+export function inputError(badLines: readonly BadLines[], invalid: InputError | undefined, sourceOf: (item: number) => { origin: string; line: number } | undefined): InputError | undefined {
+  const bad = badLines.filter((b) => b.problems.length > 0);
+  if (bad.length === 0 && invalid === undefined) return undefined;
+  // Sort key: origin (in argument order), then line; problems without a line keep their place.
+  const order = new Map<string, number>();
+  const rank = (origin: string) => {
+    if (!order.has(origin)) order.set(origin, order.size);
+    return order.get(origin)!;
+  };
+  const keyed: Array<{ detail: ErrorDetail; origin: number; line: number; seq: number }> = [];
+  let seq = 0;
+  const invalidItems = new Set<string>();
+  for (const detail of invalid?.details ?? []) {
+    const index = /^\[(\d+)\]/.exec(detail.path);
+    if (index) invalidItems.add(index[1]!);
+    const at = index ? sourceOf(Number(index[1])) : undefined;
+    keyed.push({ detail: at ? { ...detail, source: `${at.origin}:line ${at.line}` } : detail, origin: at ? rank(at.origin) : -1, line: at?.line ?? 0, seq: seq++ });
+  }
+  let lines = 0;
+  for (const { origin, problems } of bad) {
+    for (const detail of problems) {
+      lines++;
+      keyed.push({ detail, origin: rank(origin), line: Number(/:line (\d+)$/.exec(detail.path)?.[1] ?? 0), seq: seq++ });
+    }
+  }
+  keyed.sort((a, b) => a.origin - b.origin || a.line - b.line || a.seq - b.seq);
+  const details = keyed.map((k) => k.detail);
+  if (bad.length === 0) return new InputError(invalid!.message, { details });
+  const origin = bad[0]!.origin;
+  const message = invalid === undefined ? ENTRY_MESSAGES.invalidText(lines, origin) : ENTRY_MESSAGES.badLinesAndInvalid(origin, lines, invalidItems.size);
+  return new InputError(message, { details });
 }

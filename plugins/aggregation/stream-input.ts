@@ -43,10 +43,16 @@ export const MAX_LINE_BYTES = 1024 * 1024;
 /** Problems kept for the error's details; the rest are counted (the host prints ≤ 1,000). */
 const MAX_KEPT_PROBLEMS = 1000;
 
-/** Parsed items of up to `maxItems` consecutive non-empty lines; `firstItem` is the index of the first (0-based, across the whole input). */
+/**
+ * Parsed items of up to `maxItems` consecutive non-empty lines; `firstItem` is the index of the
+ * first (0-based, across the whole input); `lines[k]` is item k's 1-based physical line in
+ * `origin`.
+ */
 export interface NdjsonChunk {
   items: unknown[];
   firstItem: number;
+  lines: number[];
+  origin: string;
 }
 
 /** Collects problems found while streaming, keeping the first MAX_KEPT_PROBLEMS. */
@@ -74,7 +80,7 @@ export class ProblemSink {
         ? ENTRY_MESSAGES.invalidEntries(this.invalidEntries)
         : this.badLines > 0 && this.invalidEntries === 0
           ? ENTRY_MESSAGES.invalidText(this.badLines, origin)
-          : `${origin}: ${this.badLines} bad lines and ${this.invalidEntries} invalid entries: nothing was accepted`;
+          : ENTRY_MESSAGES.badLinesAndInvalid(origin, this.badLines, this.invalidEntries);
     return new InputError(message, { details });
   }
 }
@@ -102,6 +108,7 @@ export class NdjsonSplitter {
   private line = 1;
   private itemIndex = 0;
   private items: unknown[] = [];
+  private lines: number[] = [];
   private firstItem = 0;
   private skippingLongLine = false;
 
@@ -147,8 +154,9 @@ export class NdjsonSplitter {
     const out: NdjsonChunk[] = [];
     if (this.carry.length > 0 && !this.skippingLongLine) this.takeLines(this.carry, true, out);
     this.carry = Buffer.alloc(0);
-    if (this.items.length > 0) out.push({ items: this.items, firstItem: this.firstItem });
+    if (this.items.length > 0) out.push({ items: this.items, firstItem: this.firstItem, lines: this.lines, origin: this.origin });
     this.items = [];
+    this.lines = [];
     return out;
   }
 
@@ -179,13 +187,15 @@ export class NdjsonSplitter {
         if (trimmed !== '') {
           try {
             this.items.push(JSON.parse(trimmed));
+            this.lines.push(this.line);
             this.itemIndex++;
           } catch (error) {
             this.badLine(ENTRY_MESSAGES.badJson((error as Error).message));
           }
           if (this.items.length >= this.maxItems) {
-            out.push({ items: this.items, firstItem: this.firstItem });
+            out.push({ items: this.items, firstItem: this.firstItem, lines: this.lines, origin: this.origin });
             this.items = [];
+            this.lines = [];
             this.firstItem = this.itemIndex;
           }
         }
@@ -238,10 +248,17 @@ function decodeLine(bytes: Buffer): string | undefined {
   }
 }
 
-/** Rewrites a validation detail path `[i]…` of a chunk to the item's index in the whole input. */
-export function offsetDetailPath(detail: ErrorDetail, firstItem: number): ErrorDetail {
-  const path = detail.path.replace(/^\[(\d+)\]/, (_, i: string) => `[${Number(i) + firstItem}]`);
-  return { ...detail, path };
+/**
+ * Rewrites a validation detail path `[i]…` of a chunk to the item's index in the whole input,
+ * and names the item's line as its `source` (`<origin>:line N`) when the chunk knows it.
+ */
+export function offsetDetailPath(detail: ErrorDetail, firstItem: number, chunk?: Pick<NdjsonChunk, 'lines' | 'origin'>): ErrorDetail {
+  let line: number | undefined;
+  const path = detail.path.replace(/^\[(\d+)\]/, (_, i: string) => {
+    line = chunk?.lines[Number(i)];
+    return `[${Number(i) + firstItem}]`;
+  });
+  return line === undefined ? { ...detail, path } : { ...detail, path, source: `${chunk!.origin}:line ${line}` };
 }
 
 /**
@@ -256,7 +273,7 @@ export function validateChunk<T>(prepare: (raw: unknown[]) => T[], chunk: Ndjson
     if (!(error instanceof InputError)) throw error;
     const invalid = new Set<string>();
     for (const detail of error.details) {
-      const shifted = offsetDetailPath(detail, chunk.firstItem);
+      const shifted = offsetDetailPath(detail, chunk.firstItem, chunk);
       invalid.add(/^\[\d+\]/.exec(shifted.path)?.[0] ?? shifted.path);
       problems.add(shifted);
     }

@@ -257,7 +257,7 @@ function report(error: unknown, action: string, out: Output, io: HostIo, logger:
     io.stdout.write(JSON.stringify({ ok: false, action, error: { code, message, details } }) + '\n');
   }
   if (!out.quiet || out.format === 'text') {
-    io.stderr.write(`provider-bridge${action ? ` ${action}` : ''}: ${message}\n${details.map((d) => `  - ${d.path}: ${d.message}\n`).join('')}`);
+    io.stderr.write(`provider-bridge${action ? ` ${action}` : ''}: ${message}\n${details.map((d) => `  - ${d.path}${d.source ? ` (${d.source})` : ''}: ${d.message}\n`).join('')}`);
   }
   if (!known && io.env.FLOWFORGE_DEBUG) io.stderr.write(`${(error as Error)?.stack}\n`);
   return exitCode;

@@ -5,11 +5,16 @@
  * ("everything accepted earlier is still safe").
  */
 
-/** One problem in a rejected input: `path` is a JSON-ish path such as `[3].metadata.duration`. */
+/**
+ * One problem in a rejected input: `path` is a JSON-ish path such as `[3].metadata.duration`.
+ * `source`, for an entry read from NDJSON text, names where it was: `--input=f.ndjson:line 5`
+ * (1-based physical line), so a problem can be found in the file although `[i]` counts entries.
+ */
 export interface ErrorDetail {
   path: string;
   message: string;
   value?: unknown;
+  source?: string;
 }
 
 /** Stable error codes, part of the CLI contract (`error.code` in the JSON output). */

@@ -91,6 +91,27 @@ test('NDJSON with a bad line in the middle is rejected whole, naming the line', 
   t.false(fs.existsSync(path.join(dir, '.flowforge')));
 });
 
+test('NDJSON with bad lines and invalid entries lists both in one run, in line order, each entry with its line; --format=text too', (t) => {
+  const dir = project(t);
+  const file = path.join(dir, 'mixed.ndjson');
+  fs.writeFileSync(file, [JSON.stringify(entry(1)), '', JSON.stringify(entry(2, { userId: '' })), '{oops', JSON.stringify(entry(4, { action: 'has space' }))].join('\n') + '\n');
+  const r = runCli(['aggregate', '--input=mixed.ndjson'], { cwd: dir });
+  t.is(r.code, 2);
+  t.is(r.json.error.message, '--input=mixed.ndjson: 1 line is not valid JSON and 2 entries are invalid: nothing was accepted');
+  t.deepEqual(
+    r.json.error.details.map((d: { path: string; source?: string }) => [d.path, d.source ?? null]),
+    [
+      ['[1].userId', '--input=mixed.ndjson:line 3'],
+      ['--input=mixed.ndjson:line 4', null],
+      ['[2].action', '--input=mixed.ndjson:line 5'],
+    ],
+  );
+  const text = runCli(['aggregate', '--input=mixed.ndjson', '--format=text'], { cwd: dir });
+  t.is(text.code, 2);
+  t.regex(text.stderr, /^ {2}- \[1\]\.userId \(--input=mixed\.ndjson:line 3\): userId must be 1–128 characters$/m);
+  t.false(fs.existsSync(path.join(dir, '.flowforge')));
+});
+
 test('--data-path and FLOWFORGE_DATA_PATH choose the data root; dirs 0700, files 0600; --format=text is for people', (t) => {
   const dir = project(t);
   const viaEnv = path.join(dir, 'env-root');

@@ -5,6 +5,7 @@ import { InputError } from '../../src/core/errors.js';
 import {
   canonicalJson,
   deriveEntryId,
+  inputError,
   parseEntryText,
   validateEntries,
   MAX_DURATION_MS,
@@ -428,23 +429,44 @@ test('redaction uses the configured list only', (t) => {
 // ---- parseEntryText ---------------------------------------------------------------------------
 
 test('parseEntryText: JSON array, with BOM', (t) => {
-  t.deepEqual(parseEntryText('\ufeff[{"a":1},{"b":2}]', '--input=x.json'), [{ a: 1 }, { b: 2 }]);
-  t.deepEqual(parseEntryText('  \n', '--input=x'), []);
+  t.deepEqual(parseEntryText('\ufeff[{"a":1},{"b":2}]', '--input=x.json'), { items: [{ a: 1 }, { b: 2 }], problems: [] });
+  t.deepEqual(parseEntryText('  \n', '--input=x'), { items: [], problems: [] });
 });
 
-test('parseEntryText: NDJSON with blank lines and CRLF; a single multi-line object is one entry', (t) => {
-  t.deepEqual(parseEntryText('{"a":1}\r\n\r\n{"b":2}\n', '--input=x'), [{ a: 1 }, { b: 2 }]);
-  t.deepEqual(parseEntryText('{\n  "a": 1\n}\n', '--entry[0]'), [{ a: 1 }]);
+test('parseEntryText: NDJSON with blank lines and CRLF, each item with its line; a single multi-line object is one entry', (t) => {
+  t.deepEqual(parseEntryText('{"a":1}\r\n\r\n{"b":2}\n', '--input=x'), { items: [{ a: 1 }, { b: 2 }], lines: [1, 3], problems: [] });
+  t.deepEqual(parseEntryText('{\n  "a": 1\n}\n', '--entry[0]'), { items: [{ a: 1 }], problems: [] });
 });
 
-test('parseEntryText: every bad NDJSON line listed with origin:line N', (t) => {
-  const error = t.throws(() => parseEntryText('{"a":1}\nnope\n\n{"b":2}\n{x\n', '--input=foo.ndjson'), { instanceOf: InputError }) as InputError;
+test('parseEntryText: every bad NDJSON line listed with origin:line N; the other lines are still read', (t) => {
+  const parsed = parseEntryText('{"a":1}\nnope\n\n{"b":2}\n{x\n', '--input=foo.ndjson');
+  t.deepEqual(parsed.items, [{ a: 1 }, { b: 2 }]);
+  t.deepEqual(parsed.lines, [1, 4]);
+  t.deepEqual(parsed.problems.map((p) => p.path), ['--input=foo.ndjson:line 2', '--input=foo.ndjson:line 5']);
+  t.regex(parsed.problems[0]!.message, /^not valid JSON: /);
+  const error = inputError([{ origin: '--input=foo.ndjson', problems: parsed.problems }], undefined, () => undefined)!;
   t.is(error.message, '--input=foo.ndjson: 2 lines are not valid JSON: nothing was accepted');
-  t.deepEqual(paths(error), ['--input=foo.ndjson:line 2', '--input=foo.ndjson:line 5']);
-  t.regex(error.details[0]!.message, /^not valid JSON: /);
   // The piece of input V8 quotes in its message (possibly a secret) is not repeated.
-  const secret = t.throws(() => parseEntryText('{"ok":1}\nnot json hunter2\n', 'stdin'), { instanceOf: InputError });
-  t.deepEqual(secret!.details, [{ path: 'stdin:line 2', message: "not valid JSON: Unexpected token 'o'" }]);
+  t.deepEqual(parseEntryText('{"ok":1}\nnot json hunter2\n', 'stdin').problems, [{ path: 'stdin:line 2', message: "not valid JSON: Unexpected token 'o'" }]);
+});
+
+test('inputError: bad lines and invalid entries in one error, in line order, each entry problem with its source line', (t) => {
+  const text = '{"userId":"a","action":"x","timestamp":"2024-01-01T00:00:00Z"}\n\n{"userId":"","action":"x","timestamp":"2024-01-01T00:00:00Z"}\n{bad\n{"userId":"a","action":"x y","timestamp":"2024-01-01T00:00:00Z"}\n';
+  const parsed = parseEntryText(text, '--input=f.ndjson');
+  const invalid = t.throws(() => validateEntries(parsed.items, { now: Date.UTC(2026, 0, 1), maxClockSkew: 0, redactKeys: [] }), { instanceOf: InputError }) as InputError;
+  const error = inputError([{ origin: '--input=f.ndjson', problems: parsed.problems }], invalid, (i) => ({ origin: '--input=f.ndjson', line: parsed.lines![i]! }))!;
+  t.is(error.message, '--input=f.ndjson: 1 line is not valid JSON and 2 entries are invalid: nothing was accepted');
+  t.deepEqual(
+    error.details.map((d) => [d.path, d.source]),
+    [
+      ['[1].userId', '--input=f.ndjson:line 3'],
+      ['--input=f.ndjson:line 4', undefined],
+      ['[2].action', '--input=f.ndjson:line 5'],
+    ],
+  );
+  // Only invalid entries: the validation message, with sources; nothing at all: undefined.
+  t.is(inputError([], invalid, () => undefined)!.message, '2 invalid entries: nothing was accepted');
+  t.is(inputError([{ origin: 'stdin', problems: [] }], undefined, () => undefined), undefined);
 });
 
 test('parseEntryText: a broken JSON array names the origin', (t) => {
@@ -454,7 +476,7 @@ test('parseEntryText: a broken JSON array names the origin', (t) => {
 });
 
 test('parsed text flows into validation: __proto__ from JSON text is caught', (t) => {
-  const raw = parseEntryText('{"userId":"u","action":"a","timestamp":"2024-01-01T00:00:00Z","metadata":{"x":{"__proto__":{"admin":true}}}}', '--entry[0]');
+  const raw = parseEntryText('{"userId":"u","action":"a","timestamp":"2024-01-01T00:00:00Z","metadata":{"x":{"__proto__":{"admin":true}}}}', '--entry[0]').items;
   const error = reject(t, raw);
   t.deepEqual(paths(error), ['[0].metadata.x.__proto__']);
 });

@@ -11,10 +11,11 @@ import type { HandlerContext } from '../../../src/core/context.js';
 import { InputError, IoError, LockedError, UsageError } from '../../../src/core/errors.js';
 import { openStoreIndex, toIoError, withStore } from '../aggregator.js';
 import type { IdIndex } from '../id-index.js';
+import type { NdjsonChunk } from '../stream-input.js';
 import { INBOX_AFTER_MS, queueInInbox } from '../inbox.js';
 import { storeLayout } from '../layout.js';
 import { STDIN_SPOOL_PATTERN } from '../store-files.js';
-import { MIN_TIMESTAMP_MS, parseEntryText, validateEntries } from '../entry.js';
+import { inputError, MIN_TIMESTAMP_MS, parseEntryText, validateEntries, type BadLines } from '../entry.js';
 import type { RawSourceEntry } from '../sources/git-commit.js';
 import type { Entry, FlushedBatch } from '../types.js';
 import { createHash, randomBytes } from 'node:crypto';
@@ -107,15 +108,23 @@ interface StreamedInput {
  * Collects raw (unvalidated) entries from every source of the call, in argument order. A large
  * NDJSON `--input` is not read here: it is returned as `streamed` (close it with closeStreamed).
  */
-async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[], prepare: Prepare): Promise<{ raw: unknown[]; streamed?: StreamedInput }> {
+async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: SkippedEntry[], prepare: Prepare): Promise<CollectedRaw> {
   let raw: unknown[] = [];
   let streamed: StreamedInput | undefined;
+  const badLines: BadLines[] = [];
+  const texts: Array<{ start: number; origin: string; lines: number[] }> = [];
   // concat, not push(...x): spreading 100k+ items into a call overflows the stack.
   const add = (items: unknown[]) => void (raw = raw.concat(items));
+  const addText = (text: string, origin: string) => {
+    const parsed = parseEntryText(text, origin);
+    if (parsed.problems.length > 0) badLines.push({ origin, problems: parsed.problems });
+    if (parsed.lines) texts.push({ start: raw.length, origin, lines: parsed.lines });
+    add(parsed.items);
+  };
   input.entry.forEach((text, i) => {
     // An empty --entry is a slip (an unset shell variable), unlike `[]` or an empty --input file.
     if (text.trim() === '') throw new InputError(`--entry[${i}] holds no entry: nothing was accepted`, { details: [{ path: `--entry[${i}]`, message: 'empty' }] });
-    add(parseEntryText(text, `--entry[${i}]`));
+    addText(text, `--entry[${i}]`);
   });
   if (input.input !== undefined) {
     const origin = `--input=${input.input}`;
@@ -125,7 +134,7 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
       input.input === '-'
         ? await readStdinStreaming(ctx, origin, Math.min(streamTuning.afterBytes, streamTuning.stdinAfterBytes), prepare)
         : await openInputFile(ctx, input.input, origin, streamTuning.afterBytes, (source) => readStdinStreaming(ctx, origin, Math.min(streamTuning.afterBytes, streamTuning.stdinAfterBytes), prepare, source));
-    if (Buffer.isBuffer(got)) add(parseEntryText(decodeUtf8(got, origin), origin));
+    if (Buffer.isBuffer(got)) addText(decodeUtf8(got, origin), origin);
     else streamed = got;
   }
   try {
@@ -134,7 +143,22 @@ async function collectRaw(input: AggregateInput, ctx: HandlerContext, skipped: S
     if (streamed) closeStreamed(ctx, streamed);
     throw error;
   }
-  return { raw, streamed };
+  const sourceOf = (item: number) => {
+    for (const t of texts) if (item >= t.start && item < t.start + t.lines.length) return { origin: t.origin, line: t.lines[item - t.start]! };
+    return undefined;
+  };
+  return { raw, ...(streamed ? { streamed } : {}), problems: (invalid) => inputError(badLines, invalid, sourceOf) };
+}
+
+/** What {@link collectRaw} read: raw items, a streamed input, and the input's problems. */
+interface CollectedRaw {
+  raw: unknown[];
+  streamed?: StreamedInput;
+  /**
+   * The InputError to throw, if any: lines of `--entry`/`--input` text that did not parse, plus
+   * `invalid` (the InputError validating `raw` threw, if it did) with each entry's line.
+   */
+  problems: (invalid: InputError | undefined) => InputError | undefined;
 }
 
 /** Closes a streamed input's descriptor and removes the scratch file of stdin. */
@@ -207,7 +231,7 @@ async function readStdinStreaming(ctx: HandlerContext, origin: string, afterByte
   let fd: number | undefined;
   let spooledBytes = 0;
   const splitter = new NdjsonSplitter(origin, streamTuning.chunkEntries, problems);
-  const take = (chunks: Array<{ items: unknown[]; firstItem: number }>) => {
+  const take = (chunks: NdjsonChunk[]) => {
     for (const chunk of chunks) {
       const entries = validateChunk(prepare, chunk, problems);
       if (!entries || problems.total > 0) continue; // keep reading to list every problem; store nothing
@@ -557,7 +581,15 @@ Examples:
     const { streamed } = collected;
     try {
       if (skipped.length > 0) ctx.log.warn('git entries skipped: date out of range', { skipped });
-      const entries = prepare(collected.raw);
+      let entries: Entry[];
+      try {
+        entries = prepare(collected.raw);
+      } catch (error) {
+        throw error instanceof InputError ? (collected.problems(error) ?? error) : error;
+      }
+      // Every problem of the input at once: lines that did not parse and entries that did not validate.
+      const problems = collected.problems(undefined);
+      if (problems) throw problems;
       const result = streamed ? await storeStreamed(ctx, streamed, entries, skipped, prepare) : await storeEntries(ctx, entries, skipped);
       const { checkPrivacySettings } = await import('../privacy.js');
       const warning = checkPrivacySettings(ctx);
