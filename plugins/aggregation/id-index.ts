@@ -84,6 +84,13 @@ class FingerprintSet {
     }
   }
 
+  /** Makes room for `n` more fingerprints at once (one rehash instead of one per doubling). */
+  reserve(n: number): void {
+    let slots = this.table.length / 2;
+    while ((this.count + n) * 2 > slots) slots *= 2;
+    if (slots !== this.table.length / 2) this.grow(slots);
+  }
+
   add(a: number, b: number): void {
     if (a === 0 && b === 0) b = 1; // (0, 0) marks an empty slot
     if (this.has(a, b)) return;
@@ -100,9 +107,9 @@ class FingerprintSet {
     this.table[2 * slot + 1] = b;
   }
 
-  private grow(): void {
+  private grow(slots = this.table.length): void {
     const old = this.table;
-    this.table = new Uint32Array(old.length * 2);
+    this.table = new Uint32Array(slots * 2);
     for (let i = 0; i < old.length; i += 2) if (old[i] !== 0 || old[i + 1] !== 0) this.insert(old[i]!, old[i + 1]!);
   }
 }
@@ -142,25 +149,27 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     }
     readBytes.set(shard, done + data.length);
   };
-  /** The ids of the last lookup and their CRC-32s, for the add that usually follows it. */
-  let lastLookup: { ids: readonly string[]; hashes: Uint32Array } | undefined;
+  /** The ids of the last lookup with their CRC-32s and FNV-1a hashes, for the add that usually follows it. */
+  let lastLookup: { ids: readonly string[]; hashes: Uint32Array; fnvs: Uint32Array } | undefined;
   /**
-   * Lines to append, built id by id. CRC-32s of the last lookup are reused for the same ids in
-   * the same order (ingestBulk adds a subsequence of what it looked up): one crc32 per id
-   * instead of two.
+   * Lines to append, built id by id. The hashes of the last lookup are reused for the same ids
+   * in the same order (ingestBulk adds a subsequence of what it looked up): each id is hashed
+   * once per call, not twice. `expected`: how many ids will come (room is made for them).
    */
-  const startPrepare = () => {
+  const startPrepare = (expected: number) => {
     const last = lastLookup;
     lastLookup = undefined;
+    fingerprints.reserve(expected);
     let j = 0;
     let ids = 0;
     const lines: Array<string[] | undefined> = new Array(256);
     return {
       line(entryId: string, batchId: string): void {
         if (last) while (j < last.ids.length && last.ids[j] !== entryId) j++;
-        const a = last && j < last.ids.length ? last.hashes[j]! : crc32(entryId);
+        const known = last !== undefined && j < last.ids.length;
+        const a = known ? last.hashes[j]! : crc32(entryId);
         (lines[a & 0xff] ??= []).push(`${entryId}\t${batchId}`);
-        fingerprints.add(a, fnv1a(entryId));
+        fingerprints.add(a, known ? last.fnvs[j]! : fnv1a(entryId));
         ids++;
       },
       finish(): PreparedAdd {
@@ -213,19 +222,22 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
       const refreshed = new Uint8Array(256);
       const list = Array.isArray(ids) ? (ids as string[]) : [...ids];
       const hashes = new Uint32Array(list.length);
+      const fnvs = new Uint32Array(list.length);
       for (let i = 0; i < list.length; i++) {
         const id = list[i]!;
         const a = crc32(id);
+        const b = fnv1a(id);
         hashes[i] = a;
+        fnvs[i] = b;
         const shard = a & 0xff;
         if (refreshed[shard] === 0) {
           refresh(SHARD_NAMES[shard]!);
           refreshed[shard] = 1;
         }
-        if (!fingerprints.has(a, fnv1a(id) || (a === 0 ? 1 : 0))) continue;
+        if (!fingerprints.has(a, b || (a === 0 ? 1 : 0))) continue;
         (maybe[shard] ??= []).push(id);
       }
-      lastLookup = { ids: list, hashes };
+      lastLookup = { ids: list, hashes, fnvs };
       // Confirm every "maybe" against the shard's text: exact ids only.
       for (let shard = 0; shard < 256; shard++) {
         const candidates = maybe[shard];
@@ -241,12 +253,14 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     },
     async add(pairs) {
       if (pairs.length === 0) return;
-      const prepared = startPrepare();
+      const prepared = startPrepare(pairs.length);
       for (const { entryId, batchId } of pairs) prepared.line(entryId, batchId);
       await commitPrepared(prepared.finish());
     },
     async prepare(batches, options = {}) {
-      const prepared = startPrepare();
+      let expected = 0;
+      for (const { entryIds } of batches) expected += entryIds.length;
+      const prepared = startPrepare(expected);
       const every = options.yieldEvery ?? Infinity;
       let sinceYield = 0;
       for (const { batchId, entryIds } of batches) {

@@ -56,3 +56,22 @@ test('the id index tells which batch each id is recorded under (the first line w
   ]);
   t.deepEqual([...index.lookup(['a', 'c'])], ['a']);
 });
+
+test('ids added after a lookup of a longer list (its hashes reused) are found again by the same index, and only they', async (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  const index = openIdIndex(dir, createNodeFsPort());
+  const ids = Array.from({ length: 3_000 }, (_, i) => `id-${i}`);
+  t.is(index.lookup(ids).size, 0);
+  // ingestBulk adds a subsequence of what it looked up, in the same order.
+  const kept = ids.filter((_, i) => i % 3 === 1);
+  const prepared = await index.prepare([{ batchId: 'batch_a', entryIds: kept.slice(0, 500) }, { batchId: 'batch_b', entryIds: kept.slice(500) }]);
+  t.is(prepared.ids, 1_000);
+  await index.commit(prepared);
+  // Another id list in between: no stale hashes may be reused for it.
+  await index.add([{ entryId: 'late', batchId: 'batch_c' }]);
+  const found = index.lookup([...ids, 'late', 'never']);
+  t.is(found.size, 1_001);
+  t.true(kept.every((id) => found.has(id)));
+  t.true(found.has('late'));
+  t.deepEqual([...openIdIndex(dir, createNodeFsPort()).lookup(ids)].sort(), [...kept].sort());
+});
