@@ -76,6 +76,26 @@ export const BATCH_ID_PATTERN = /^batch_\d{13}_[0-9a-f]{8}$/;
 // eslint-disable-next-line no-control-regex
 export const LEGACY_BATCH_ID_PATTERN = /^batch_[^/\\\u0000-\u001f\u007f]{1,120}$/;
 
+/** What follows the batch id in the name of a batch file, a failed batch, an abandoned batch. */
+export type BatchFileSuffix = '.json' | '.failed.json' | '.abandoned.json';
+
+/**
+ * The batch id a file name names (`<id><suffix>`), or undefined. The id is either form: one the
+ * product makes (BATCH_ID_PATTERN) or one `aggregate-migrate` kept (LEGACY_BATCH_ID_PATTERN);
+ * whether a legacy id fits the file's content (it must say `migrated`) is the reader's check.
+ * Temp files of an atomic write (`<name>.<digits>`) never match. Pure: no disk access.
+ */
+export function batchIdOfName(name: string, suffix: BatchFileSuffix): string | undefined {
+  if (!name.endsWith(suffix)) return undefined;
+  const id = name.slice(0, name.length - suffix.length);
+  return BATCH_ID_PATTERN.test(id) || LEGACY_BATCH_ID_PATTERN.test(id) ? id : undefined;
+}
+
+/** Whether `batchId` may name a batch whose file says `migrated` (then a legacy id is fine too). */
+export function acceptableBatchId(batchId: string, migrated: unknown): boolean {
+  return BATCH_ID_PATTERN.test(batchId) || (migrated !== undefined && LEGACY_BATCH_ID_PATTERN.test(batchId));
+}
+
 /** Batch file path for an id (the id was checked against BATCH_ID_PATTERN by the caller). */
 export const batchFile = (layout: StoreLayout, batchId: string): string => path.join(layout.aggregated, `${batchId}.json`);
 export const failedFile = (layout: StoreLayout, batchId: string): string => path.join(layout.recovery, `${batchId}.failed.json`);

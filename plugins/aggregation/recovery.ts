@@ -22,7 +22,7 @@ import type { HandlerContext } from '../../src/core/context.js';
 import type { OpenStore } from './aggregator.js';
 import { quarantineFile } from './aggregator.js';
 import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
-import { abandonedFile, batchFile, BATCH_ID_PATTERN, LEGACY_BATCH_ID_PATTERN } from './layout.js';
+import { abandonedFile, acceptableBatchId, batchFile } from './layout.js';
 
 export const RECOVERY_BASE_DELAY_MS = 60_000;
 export const RECOVERY_MAX_DELAY_MS = 3_600_000;
@@ -102,7 +102,7 @@ function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefine
       log.warn('failed batch of the older format left for aggregate-migrate', { file, message: BATCH_MESSAGES.legacy(path.relative(ctx.dataRoot, file), read.version) });
       continue;
     }
-    const idOk = doc !== undefined && (BATCH_ID_PATTERN.test(doc.batchId) || (doc.migrated !== undefined && LEGACY_BATCH_ID_PATTERN.test(doc.batchId)));
+    const idOk = doc !== undefined && acceptableBatchId(doc.batchId, doc.migrated);
     if (!doc || !idOk || `${doc.batchId}.failed.json` !== name || doc.entries.length === 0) {
       quarantineFile(ctx, layout, file);
       result.quarantined++;

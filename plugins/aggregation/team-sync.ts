@@ -42,7 +42,7 @@ import type { GitClient } from '../../src/core/git.js';
 import { acquireLock } from '../../src/core/lock.js';
 import { makeBatch, parseBatchBytes, type BatchProblem } from './batch-store.js';
 import { validateEntries } from './entry.js';
-import { storeLayout, BATCH_ID_PATTERN, type StoreLayout } from './layout.js';
+import { acceptableBatchId, batchIdOfName, storeLayout, type StoreLayout } from './layout.js';
 import type { BatchFile, Entry } from './types.js';
 
 /** Namespace of the published refs, one per clone: `refs/flowforge/aggregated/<clone id>`. */
@@ -64,7 +64,7 @@ const HASH_CHUNK = 200;
 /** Lock wait for a second sync in the same data root, ms. */
 export const SYNC_LOCK_TIMEOUT_MS = 60_000;
 const CLONE_FILE = 'clone.json';
-const BATCH_FILE_NAME = /^(batch_\d{13}_[0-9a-f]{8})\.json$/;
+
 
 /** Why one batch was not published or not materialized. */
 export type SyncProblemKind = BatchProblem | 'name-mismatch' | 'too-large' | 'missing-object' | 'not-a-clone-id' | 'not-a-sync-commit' | 'invalid-entries';
@@ -174,11 +174,11 @@ export function loadOrCreateCloneId(ctx: HandlerContext, layout: StoreLayout = s
   });
 }
 
-/** Names of verified-looking local batch files in `aggregated/` (`batch_<ms>_<hex>.json`), sorted. */
+/** Ids of the local batch files in `aggregated/` (`<batch id>.json`, either id form: batchIdOfName), sorted. */
 function localBatchIds(ctx: HandlerContext, layout: StoreLayout): string[] {
   return ctx.fs
     .readdir(layout.aggregated)
-    .map((name) => BATCH_FILE_NAME.exec(name)?.[1])
+    .map((name) => batchIdOfName(name, '.json'))
     .filter((id): id is string => id !== undefined)
     .sort();
 }
@@ -192,7 +192,7 @@ interface TreeEntry {
 
 /**
  * The `batches/` entries of `commit` by batch id (`git ls-tree -z -l <commit> batches/`). Names
- * that are not `batch_<ms>_<hex>.json` blobs are ignored: nothing else is ever read from a ref.
+ * that are not `<batch id>.json` blobs (either id form) are ignored: nothing else is ever read from a ref.
  */
 async function readTree(git: GitClient, commit: string): Promise<Map<string, TreeEntry>> {
   const out = await git.run(['ls-tree', '-z', '-l', '--full-tree', commit, `${TREE_DIR}/`]);
@@ -201,7 +201,7 @@ async function readTree(git: GitClient, commit: string): Promise<Map<string, Tre
     // `<mode> SP <type> SP <object> SP+ <size> TAB <path>` (git-ls-tree(1) "OUTPUT FORMAT").
     const m = /^100644 blob ([0-9a-f]{40,64}) +(\d+)\t(.+)$/.exec(record);
     if (!m) continue;
-    const id = BATCH_FILE_NAME.exec(m[3]!.slice(TREE_DIR.length + 1))?.[1];
+    const id = batchIdOfName(m[3]!.slice(TREE_DIR.length + 1), '.json');
     if (id !== undefined && m[3]!.startsWith(`${TREE_DIR}/`)) entries.set(id, { blob: m[1]!, size: Number(m[2]) });
   }
   return entries;
@@ -464,7 +464,7 @@ async function materialize(ctx: HandlerContext, git: GitClient, layout: StoreLay
           result.problems.push(problem(id, batchId, read.problem));
           continue;
         }
-        if (read.batch.batchId !== batchId || !BATCH_ID_PATTERN.test(batchId)) {
+        if (read.batch.batchId !== batchId || !acceptableBatchId(batchId, read.batch.migrated)) {
           result.problems.push(problem(id, batchId, 'name-mismatch'));
           continue;
         }

@@ -471,3 +471,29 @@ test('two syncs at once in one data root: both succeed, one commit, every batch 
   t.is(team.remoteGit(['rev-parse', ref]), a.git(['rev-parse', ref]));
   t.deepEqual(a.git(['ls-tree', '--name-only', `${ref}:batches`]).split('\n'), batches.map((id) => `${id}.json`).sort());
 });
+
+test('a batch aggregate-migrate upgraded under its older id is published, materialized in team/ and counted by the team report', async (t) => {
+  const team = setUpTeam(t);
+  const a = team.clone('alice', ALICE);
+  a.batch([entry('a-1', 'alice')]);
+  // An older-format batch file (seed format: no version, epoch seconds, a base-36 id).
+  const legacyId = 'batch_1700000000000_k3j4h5g6f';
+  fs.writeFileSync(path.join(a.dataRoot, 'aggregated', `${legacyId}.json`), JSON.stringify({ batchId: legacyId, timestamp: 1700000000, entries: [{ userId: 'alice', action: 'work', timestamp: 1700000000, metadata: { duration: 3_600_000 } }] }));
+  const migrate = a.cli(['aggregate-migrate', '--apply']);
+  t.is(migrate.code, 0, migrate.stdout + migrate.stderr);
+  const localReport = a.cli(['aggregate-report']);
+  t.is(localReport.json.result.sources.batchFiles, 2);
+  const published = a.cli(['aggregate-sync']);
+  t.is(published.code, 0, published.stdout + published.stderr);
+  t.deepEqual(published.json.result.problems, []);
+  t.like(published.json.result.published, { batches: 2 });
+  const b = team.clone('bob', BOB);
+  const fetched = b.cli(['aggregate-sync']);
+  t.is(fetched.code, 0, fetched.stdout + fetched.stderr);
+  t.deepEqual(fetched.json.result.problems, []);
+  t.like(fetched.json.result.fetched, { clones: 1, batches: 2, entries: 2 });
+  t.true(fs.existsSync(path.join(b.dataRoot, 'team', published.json.result.cloneId, `${legacyId}.json`)));
+  const report = b.cli(['aggregate-report', '--scope=team']);
+  t.is(report.json.result.sources.teamBatchFiles, 2);
+  t.is(report.json.result.totals.entries, 2);
+});

@@ -11,7 +11,7 @@ import { aggregateMigrate } from '../../plugins/aggregation/handlers/aggregate-m
 import { aggregateRecover } from '../../plugins/aggregation/handlers/aggregate-recover.js';
 import { aggregateStatus } from '../../plugins/aggregation/handlers/aggregate-status.js';
 import { aggregateValidate } from '../../plugins/aggregation/handlers/aggregate-validate.js';
-import { CorruptError, type ErrorDetail } from '../../src/core/errors.js';
+import { CorruptError, UsageError, type ErrorDetail } from '../../src/core/errors.js';
 import { rawEntry, withTempStore, type TempStore } from '../helpers/store.js';
 
 // Seed-style names: `batch_<ms>_<base-36 random>` (not this product's 8-hex suffix).
@@ -269,9 +269,21 @@ test('a failed batch of the older format is upgraded in place and the recovery p
   });
   // A failed batch is not a batch file yet: status counts it once the recovery pass wrote it.
   t.deepEqual((await aggregateStatus.run({}, s.ctx)).batches, { count: 0, entries: 0 });
-  t.like(await aggregateRecover.run({}, s.ctx), { processed: 1, succeeded: 1, quarantined: 0 });
+  // The report reads a failed batch under its legacy id too (it used to list only 8-hex ids).
+  const { readReportEntries } = await import('../../plugins/aggregation/report/read.js');
+  const seen: string[] = [];
+  t.like(readReportEntries(s.ctx, 'local', (e) => seen.push(e.entryId)).sources, { failedBatches: 1, batchFiles: 0 });
+  t.deepEqual(seen, [d.entryId]);
+  // --batch-id takes the legacy id (it was refused as "not a batch id").
+  t.like(await aggregateRecover.run({ 'batch-id': F }, s.ctx), { processed: 1, succeeded: 1, quarantined: 0 });
   t.deepEqual(readJson(s, `aggregated/${F}.json`), { ...makeBatch(F, s.clock.now(), [d], true), migrated });
   t.false(fs.existsSync(file(s, rel)));
+  seen.length = 0;
+  t.like(readReportEntries(s.ctx, 'local', (e) => seen.push(e.entryId)).sources, { failedBatches: 0, batchFiles: 1 });
+  t.deepEqual(seen, [d.entryId]);
+  // Once stored, --batch-id names where the batch is instead of doing nothing.
+  const stored = await t.throwsAsync(aggregateRecover.run({ 'batch-id': F }, s.ctx), { instanceOf: UsageError });
+  t.is(stored!.message, `${F} is not a failed batch: it is stored, aggregated/${F}.json`);
   t.deepEqual((await aggregateStatus.run({}, s.ctx)).batches, { count: 1, entries: 1 });
   t.like(await aggregateValidate.run({ repair: false }, s.ctx), { ok: true, batches: 1, entries: 1 });
   t.like(await aggregate.run({ entry: [JSON.stringify({ userId: 'dee', action: 'work', timestamp: 1700000650 })], source: [] }, s.ctx), { accepted: 0, duplicates: 1 });

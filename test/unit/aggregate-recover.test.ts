@@ -76,6 +76,19 @@ test('--batch-id must be a plain batch id, never a path', async (t) => {
   t.false(fs.existsSync(s.dataRoot));
 });
 
+test('--batch-id naming no failed batch is a usage error saying so (it ran a pass over nothing and exited 0)', async (t) => {
+  const s = withTempStore(t, { batchSize: 2, recovery: { batchRetryLimit: 1 } });
+  const missing = 'batch_1700000000000_0000dead';
+  const error = await t.throwsAsync(aggregateRecover.run({ 'batch-id': missing }, s.ctx), { instanceOf: UsageError });
+  t.is(error!.message, `no failed batch ${missing} in aggregated/recovery/ (aggregate-status counts the failed batches; their ids are the file names there)`);
+  t.deepEqual(error!.details, [{ path: '--batch-id', message: 'no such failed batch', value: missing }]);
+  // An abandoned one is named as such.
+  const parked = await parkOne(s);
+  t.like(await aggregateRecover.run({ 'batch-id': parked.batchId }, s.ctx), { processed: 1, abandoned: 1 });
+  const abandoned = await t.throwsAsync(aggregateRecover.run({ 'batch-id': parked.batchId }, s.ctx), { instanceOf: UsageError });
+  t.is(abandoned!.message, `${parked.batchId} is not a failed batch: it was abandoned after batchRetryLimit attempts, aggregated/recovery/abandoned/${parked.batchId}.abandoned.json`);
+});
+
 test('planRecovery orders oldest first then by retry count, and clamps absurd due times', (t) => {
   const now = 10_000_000;
   const plan = planRecovery(

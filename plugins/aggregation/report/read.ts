@@ -29,18 +29,22 @@ import { BATCH_MESSAGES, readBatchFile, type BatchProblem, type BatchRead } from
 import { MAX_DURATION_MS, MIN_TIMESTAMP_MS } from '../entry.js';
 import { inboxDir } from '../inbox.js';
 import { readPendingSnapshot } from '../journal.js';
-import { storeLayout } from '../layout.js';
+import { batchIdOfName, storeLayout } from '../layout.js';
 import type { Entry } from '../types.js';
 import type { StoredAt } from './summarize.js';
 
 /** `<data root>/team/`: one folder per other clone, written by `aggregate-sync`. */
 export const teamDir = (dataRoot: string): string => storeLayout(dataRoot).team;
 
-/** A batch file name (`batch_<13 digits>_<8 hex>.json`); temp files of an atomic write do not match. */
-const BATCH_FILE = /^batch_\d{13}_[0-9a-f]{8}\.json$/;
-const FAILED_FILE = /^batch_\d{13}_[0-9a-f]{8}\.failed\.json$/;
-const ABANDONED_FILE = /^batch_\d{13}_[0-9a-f]{8}\.abandoned\.json$/;
-const INBOX_FILE = /^\d{13}-\d+-[0-9a-f]{8}\.ndjson$/;
+/**
+ * File names read: batch, failed and abandoned batch files under either batch id form (an id
+ * `aggregate-migrate` kept from the older format counts like any other: see batchIdOfName);
+ * temp files of an atomic write do not match.
+ */
+const BATCH_FILE = (name: string) => batchIdOfName(name, '.json') !== undefined;
+const FAILED_FILE = (name: string) => batchIdOfName(name, '.failed.json') !== undefined;
+const ABANDONED_FILE = (name: string) => batchIdOfName(name, '.abandoned.json') !== undefined;
+const INBOX_FILE = (name: string) => /^\d{13}-\d+-[0-9a-f]{8}\.ndjson$/.test(name);
 
 export type ReportScope = 'local' | 'team';
 
@@ -131,10 +135,10 @@ export function readReportEntries(ctx: HandlerContext, scope: ReportScope, visit
     outcome.problems.push({ kind: 'unreadable', detail: { path: rel(file), message: `${PROBLEM_TEXT.unreadable}: ${(error as Error).message}` } });
   let containers = 0;
   const pending = (): StoredAt => ({ at: Number.POSITIVE_INFINITY, container: containers++ });
-  const list = (dir: string, pattern: RegExp) =>
+  const list = (dir: string, matches: (name: string) => boolean) =>
     ctx.fs
       .readdir(dir)
-      .filter((name) => pattern.test(name))
+      .filter(matches)
       .sort()
       .map((name) => path.join(dir, name));
 
