@@ -41,15 +41,41 @@ export function sharedPseudonymKey(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 /**
+ * A public name of a pseudonym key, recorded in `privacy.json` to notice a key that changed:
+ * `k_` + 16 hex digits of HMAC-SHA-256(key, a fixed label). It tells nothing about the key
+ * itself and cannot be turned into pseudonyms.
+ */
+export function pseudonymKeyId(secret: string): string {
+  return 'k_' + createHmac('sha256', secret).update('flowforge pseudonym key id').digest('hex').slice(0, 16);
+}
+
+/** The `keyId` recorded in `aggregated/privacy.json` by an earlier call, if any. */
+function recordedKeyId(ctx: HandlerContext): string | undefined {
+  try {
+    const doc = JSON.parse(ctx.fs.readFile(path.join(ctx.dataRoot, 'aggregated', PRIVACY_SETTINGS_FILE)).toString('utf8')) as { keyId?: unknown };
+    return typeof doc.keyId === 'string' ? doc.keyId : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The pseudonym secret: {@link sharedPseudonymKey} when set, else the data root's `secret.key`,
- * created on first use. Throws ConfigError for an invalid shared key, the port's error when the
- * file cannot be read or made.
+ * created on first use — but not when `privacy.json` records that entries were already stored
+ * under a key (a lost `secret.key`): a new key would give every user new pseudonyms and store
+ * activity imported again a second time.
+ *
+ * @throws ConfigError (exit 2) for an invalid shared key, a `secret.key` that does not hold a key,
+ *   or a missing one whose key was used before (the message says how to restore or start over);
+ *   the port's error when the file cannot be read or made
  */
 export function loadOrCreateSecret(ctx: HandlerContext): string {
   const shared = sharedPseudonymKey(ctx.env);
   if (shared !== undefined) return shared;
   assertOwnDataRoot(ctx);
   const file = path.join(ctx.dataRoot, SECRET_FILE);
+  const rel = path.relative(ctx.dataRoot, file);
+  const consequence = 'a new key would give every user new pseudonyms, and activity imported again would be stored a second time';
   for (let attempt = 0; attempt < 50; attempt++) {
     try {
       const secret = ctx.fs.readFile(file).toString('utf8').trim();
@@ -57,6 +83,13 @@ export function loadOrCreateSecret(ctx: HandlerContext): string {
       // Another process is between its exclusive create and its write: read again shortly.
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      const used = recordedKeyId(ctx);
+      if (used !== undefined) {
+        throw new ConfigError(
+          `${rel} is missing, but entries were stored pseudonymized with key ${used} (aggregated/${PRIVACY_SETTINGS_FILE}): restore ${rel} from a backup, or set ${PSEUDONYM_KEY_ENV} if that key was a shared one. To start over with a new key anyway (${consequence}), move aggregated/${PRIVACY_SETTINGS_FILE} away first.`,
+          { details: [{ path: rel, message: `missing; entries were stored with key ${used}` }] },
+        );
+      }
       ctx.fs.mkdirp(ctx.dataRoot);
       try {
         ctx.fs.createExclusive(file, randomBytes(32).toString('hex') + '\n');
@@ -71,7 +104,9 @@ export function loadOrCreateSecret(ctx: HandlerContext): string {
       /* a few ms for the other writer */
     }
   }
-  throw new Error(`${file} does not hold a valid secret (64 hex digits); move it away to create a new one`);
+  throw new ConfigError(`${rel} does not hold a pseudonym key (64 hex digits; its content is not shown): restore it from a backup. Moving it away makes a new key, and ${consequence}.`, {
+    details: [{ path: rel, message: 'not 64 hex digits' }],
+  });
 }
 
 /** What {@link pseudonym} returns: `u_` + 24 hex digits. */
@@ -110,13 +145,18 @@ export const PRIVACY_SETTINGS_FILE = 'privacy.json';
  * Compares the privacy settings of this call with those entries were last stored under
  * (`<data root>/aggregated/privacy.json`) and records the current ones. Derived entry ids and
  * session ids depend on them (a pseudonym instead of a name, a redacted value), so after a
- * change the same activity imported again gets a new id and is stored a second time. Returns
- * the warning to show when they changed, else undefined. Never throws: the check is advisory.
+ * change the same activity imported again gets a new id and is stored a second time. With
+ * anonymizeUsers, `secret` (the pseudonym key this call used) is recorded as its
+ * {@link pseudonymKeyId}, so a changed `FLOWFORGE_PSEUDONYM_KEY` is a change too (and a lost
+ * `secret.key` is refused by loadOrCreateSecret). Returns the warning to show when they
+ * changed, else undefined. Never throws: the check is advisory.
  */
-export function checkPrivacySettings(ctx: HandlerContext): string | undefined {
+export function checkPrivacySettings(ctx: HandlerContext, secret?: string): string | undefined {
   const file = path.join(ctx.dataRoot, 'aggregated', PRIVACY_SETTINGS_FILE);
-  const current = { anonymizeUsers: ctx.config.privacy.anonymizeUsers, redactKeys: [...new Set(ctx.config.privacy.redactKeys.map(normalizeKey))].sort() };
-  const text = JSON.stringify(current);
+  const current: { anonymizeUsers: boolean; redactKeys: string[]; keyId?: string } = {
+    anonymizeUsers: ctx.config.privacy.anonymizeUsers,
+    redactKeys: [...new Set(ctx.config.privacy.redactKeys.map(normalizeKey))].sort(),
+  };
   try {
     let before: typeof current | undefined;
     try {
@@ -124,6 +164,11 @@ export function checkPrivacySettings(ctx: HandlerContext): string | undefined {
     } catch {
       before = undefined;
     }
+    // The key last used stays recorded while anonymizeUsers is off, so switching it back on
+    // with another key is noticed too.
+    const keyId = secret !== undefined && current.anonymizeUsers ? pseudonymKeyId(secret) : before?.keyId;
+    if (keyId !== undefined) current.keyId = keyId;
+    const text = JSON.stringify(current);
     if (before && JSON.stringify(before) === text) return undefined;
     ctx.fs.mkdirp(path.dirname(file));
     ctx.fs.writeFileDurable(file, text);
@@ -131,6 +176,8 @@ export function checkPrivacySettings(ctx: HandlerContext): string | undefined {
     const changes: string[] = [];
     if (before.anonymizeUsers !== current.anonymizeUsers) changes.push(`privacy.anonymizeUsers ${before.anonymizeUsers} → ${current.anonymizeUsers}`);
     if (JSON.stringify(before.redactKeys) !== JSON.stringify(current.redactKeys)) changes.push(`privacy.redactKeys [${before.redactKeys}] → [${current.redactKeys}]`);
+    if (before.keyId !== undefined && current.keyId !== before.keyId) changes.push(`pseudonym key ${before.keyId} → ${current.keyId} (${PSEUDONYM_KEY_ENV} or ${SECRET_FILE})`);
+    if (changes.length === 0) return undefined; // only recorded something new (a key id)
     const warning = `Privacy settings changed since entries were last stored (${changes.join('; ')}): derived entry ids depend on them, so activity imported again from now on (sessions, files) gets new ids and is stored a second time, and reports count it twice. Import only new activity, or restore the earlier settings for re-imports.`;
     ctx.log.warn('privacy settings changed', { changes });
     return warning;

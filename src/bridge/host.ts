@@ -59,7 +59,7 @@ export async function createDefaultRegistry(): Promise<Registry> {
     name: 'host',
     handlers: {
       hooks: { summary: 'install or uninstall the git hooks in a repository', load: async () => (await import('./hooks-action.js')).hooksAction },
-      serve: { summary: 'stay alive: recovery, health checks, age flushes until SIGINT/SIGTERM', load: async () => (await import('./serve.js')).createServeAction(registry) },
+      serve: { summary: 'stay alive: recovery, health checks, age flushes until SIGINT/SIGTERM/SIGHUP', load: async () => (await import('./serve.js')).createServeAction(registry) },
     },
     hooks: [],
   });

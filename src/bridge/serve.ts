@@ -1,8 +1,9 @@
 /**
  * `provider-bridge serve`: the long-lived host (SPEC §7). Runs every schedule the registered
- * plugins want with node-schedule until SIGINT/SIGTERM, then finishes the current run, flushes
- * what is pending, cancels every job and returns (the process then exits 0 on its own: no timer
- * is left behind).
+ * plugins want with node-schedule until SIGINT, SIGTERM or SIGHUP (caught from the start, so
+ * one during start-up stops it the same way), then finishes the current run, flushes what is
+ * pending, cancels every job and returns (the process then exits 0 on its own: no timer is left
+ * behind; the action exits 1 when that final flush failed).
  *
  * Each schedule is a one-off node-schedule job at `now + everyMs` (to the second), re-armed only after its run
  * finished, and all runs go through one queue: runs never overlap, and a slow run delays the
@@ -16,6 +17,7 @@
  */
 import * as v from 'valibot';
 import type { HandlerContext } from '../core/context.js';
+import { IoError } from '../core/errors.js';
 import type { HandlerDefinition, ScheduleBinding } from '../core/handler.js';
 import type { MetricsResponse, MetricsServer } from './metrics-server.js';
 import { messages } from './messages.js';
@@ -73,6 +75,23 @@ export interface ServeOptions {
  * Throws IoError (exit 1) before anything ran when the metrics port cannot be bound.
  */
 export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBinding[], options: ServeOptions = {}): Promise<ServeResult> {
+  // The stop signals are caught first, before anything is loaded or bound: a SIGTERM during
+  // start-up used to kill the process (exit 143, no final flush, no result).
+  let stop!: (reason: string) => void;
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  let stopRequested = false;
+  const signals = options.signals ?? ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  const onSignal = (signal: NodeJS.Signals) => {
+    stopRequested = true;
+    stop(signal);
+  };
+  // `on`, not `once`: signal-exit (loaded by write-file-atomic) re-raises a signal when it finds itself the
+  // only listener, and a `once` listener is already removed when the signal is dispatched.
+  for (const s of signals) process.on(s, onSignal);
+  void options.stopWhen?.then((reason) => {
+    stopRequested = true;
+    stop(reason);
+  });
   const schedule = (await import('node-schedule')).default;
   const startedAt = ctx.now();
   const runs: Record<string, number> = {};
@@ -91,7 +110,13 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
     return run;
   };
 
-  const endpoint = options.metrics ? await startEndpoint(ctx, options.metrics, enqueue, () => stopping) : undefined;
+  let endpoint: Awaited<ReturnType<typeof startEndpoint>> | undefined;
+  try {
+    endpoint = options.metrics ? await startEndpoint(ctx, options.metrics, enqueue, () => stopping) : undefined;
+  } catch (error) {
+    for (const s of signals) process.removeListener(s, onSignal);
+    throw error;
+  }
 
   const runOne = (binding: ScheduleBinding): Promise<void> =>
     enqueue(async () => {
@@ -121,19 +146,12 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
     else fire();
   };
 
-  let stop!: (reason: string) => void;
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const signals = options.signals ?? ['SIGINT', 'SIGTERM'];
-  const onSignal = (signal: NodeJS.Signals) => stop(signal);
-  // `on`, not `once`: signal-exit (loaded by write-file-atomic) re-raises a signal when it finds itself the
-  // only listener, and a `once` listener is already removed when the signal is dispatched.
-  for (const s of signals) process.on(s, onSignal);
-  void options.stopWhen?.then(stop);
-
   ctx.log.info('serve started', { pid: process.pid, schedules: bindings.map((b) => ({ name: b.name, everyMs: b.everyMs(ctx.config) })) });
-  for (const binding of bindings) void runOne(binding);
-  await queue;
-  for (const binding of bindings) arm(binding);
+  if (!stopRequested) {
+    for (const binding of bindings) void runOne(binding);
+    await queue;
+    for (const binding of bindings) arm(binding);
+  }
   options.onReady?.();
 
   const reason = await stopped;
@@ -148,12 +166,15 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
     const { withStore } = await import('../../plugins/aggregation/aggregator.js');
     finalFlush = await withStore(ctx, async (store) => {
       const outcome = await store.flush({ manual: true });
+      // As aggregate-force: a batch parked in recovery/ or left in the journal is a failed flush.
+      if (outcome.stuck) return { error: `${outcome.stuck}; the pending entries are safe in the journal, and the next aggregate, aggregate-force or serve flushes them` };
+      if (outcome.failed.length > 0) return { error: `${outcome.failed.length} batch(es) could not be written (${outcome.failed[0]!.error}); their entries are safe in aggregated/recovery/ (run aggregate-recover)` };
       return { flushed: outcome.flushed.length, pending: store.pendingSummary().pending };
     });
   } catch (error) {
-    finalFlush = { error: (error as Error).message };
-    ctx.log.error('final flush failed', { error: (error as Error).message });
+    finalFlush = { error: `${(error as Error).message}; the pending entries are safe in the journal, and the next aggregate, aggregate-force or serve flushes them` };
   }
+  if ('error' in finalFlush) ctx.log.error('final flush failed', { error: finalFlush.error });
   ctx.log.info('serve stopped', { reason, runs, failures, metrics: endpoint?.counts });
   const result: ServeResult = { stoppedBy: reason, uptimeMs: ctx.now() - startedAt, runs, failures, finalFlush };
   if (endpoint) result.metrics = { url: endpoint.server.url, ...endpoint.counts };
@@ -222,13 +243,15 @@ async function startEndpoint(
 export function createServeAction(registry: Registry): HandlerDefinition<typeof ServeInput, ServeResult> {
   return {
     name: 'serve',
-    summary: 'stay alive and run recovery, health checks, age flushes until SIGINT/SIGTERM',
+    summary: 'stay alive and run recovery, health checks, age flushes until SIGINT/SIGTERM/SIGHUP',
     help: `Usage: provider-bridge serve [--metrics-port=N]
 
 Keeps the host alive and runs, with node-schedule: the recovery pass every
 recovery.scheduleInterval, the health check every recovery.healthCheckInterval, the
 age-trigger check every maxAge/2 (1–30 s), one of each at start. Runs never overlap.
-SIGINT or SIGTERM finishes the current run, flushes everything pending, and exits 0.
+SIGINT, SIGTERM or SIGHUP (also while its schedules start) finishes the current run,
+flushes everything pending, and exits 0; 1 when that final flush fails (the entries stay
+pending in the journal, or parked in recovery/).
 Logs go to <data root>/logs/aggregation.log; the result is printed when it stops.
 
   --metrics-port=N   also serve Prometheus metrics at http://127.0.0.1:N/metrics
@@ -236,9 +259,9 @@ Logs go to <data root>/logs/aggregation.log; the result is printed when it stops
                      already in use is exit 1 before anything runs.`,
     options: { 'metrics-port': { type: 'string' } },
     input: ServeInput,
-    run: (input, ctx) => {
+    run: async (input, ctx) => {
       const port = input['metrics-port'];
-      return serveSchedules(
+      const result = await serveSchedules(
         ctx,
         registry.plugins().flatMap((p) => p.schedules ?? []),
         port === undefined
@@ -258,6 +281,13 @@ Logs go to <data root>/logs/aggregation.log; the result is printed when it stops
               },
             },
       );
+      // Like aggregate-force: a flush that could not be made is exit 1, not a quiet ok.
+      if ('error' in result.finalFlush) {
+        throw new IoError(`serve stopped (${result.stoppedBy}), but its final flush failed: ${result.finalFlush.error}.`, {
+          details: [{ path: 'finalFlush', message: result.finalFlush.error }],
+        });
+      }
+      return result;
     },
     formatText: (r) => `stopped by ${r.stoppedBy} after ${Math.round(r.uptimeMs / 1000)} s; runs ${JSON.stringify(r.runs)}; final flush ${JSON.stringify(r.finalFlush)}`,
   };

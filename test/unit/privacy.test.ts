@@ -6,7 +6,7 @@ import { ConfigError } from '../../src/core/errors.js';
 import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
 import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
 import { deriveEntryId } from '../../plugins/aggregation/entry.js';
-import { anonymizeRaw, loadOrCreateSecret, pseudonym, pseudonymizeStoredEntry, SECRET_FILE } from '../../plugins/aggregation/privacy.js';
+import { anonymizeRaw, loadOrCreateSecret, pseudonym, pseudonymizeStoredEntry, pseudonymKeyId, SECRET_FILE } from '../../plugins/aggregation/privacy.js';
 import { withTempStore } from '../helpers/store.js';
 
 const secret = 'a'.repeat(64);
@@ -113,4 +113,42 @@ test('pseudonymizeStoredEntry re-derives a derived id from the pseudonym, keeps 
   t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'ticket-42' }, secret).entryId, 'ticket-42');
   t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'commit:abc' }, secret).entryId, 'commit:abc');
   t.is(pseudonymizeStoredEntry({ ...stored, entryId: 'session:alice:s-1:60000' }, secret).entryId, `session:${pseudonym(secret, 'alice')}:s-1:60000`);
+});
+
+test('a lost secret.key is refused instead of silently replaced (re-imports would be stored twice); a corrupt one is a config error; a changed shared key is warned about', async (t) => {
+  const s = withTempStore(t, { privacy: { anonymizeUsers: true } });
+  const now = s.clock.now() - 60_000;
+  const alice = { userId: 'alice@example.com', action: 'review', timestamp: now, metadata: { duration: 1_800_000 } };
+  t.like(await aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { accepted: 1 });
+  const keyFile = path.join(s.dataRoot, SECRET_FILE);
+  const key = fs.readFileSync(keyFile, 'utf8').trim();
+  const recorded = JSON.parse(fs.readFileSync(path.join(s.dataRoot, 'aggregated/privacy.json'), 'utf8'));
+  t.is(recorded.keyId, pseudonymKeyId(key));
+  t.regex(recorded.keyId, /^k_[0-9a-f]{16}$/);
+  t.false(JSON.stringify(recorded).includes(key));
+
+  fs.renameSync(keyFile, `${keyFile}.moved`);
+  const lost = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { instanceOf: ConfigError });
+  t.is(lost!.exitCode, 2);
+  t.is(
+    lost!.message,
+    `secret.key is missing, but entries were stored pseudonymized with key ${recorded.keyId} (aggregated/privacy.json): restore secret.key from a backup, or set FLOWFORGE_PSEUDONYM_KEY if that key was a shared one. To start over with a new key anyway (a new key would give every user new pseudonyms, and activity imported again would be stored a second time), move aggregated/privacy.json away first.`,
+  );
+  t.false(fs.existsSync(keyFile), 'no new key was made');
+  fs.renameSync(`${keyFile}.moved`, keyFile);
+  t.like(await aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { accepted: 0, duplicates: 1 });
+
+  fs.writeFileSync(keyFile, 'not a key\n');
+  const corrupt = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { instanceOf: ConfigError });
+  t.is(corrupt!.message, 'secret.key does not hold a pseudonym key (64 hex digits; its content is not shown): restore it from a backup. Moving it away makes a new key, and a new key would give every user new pseudonyms, and activity imported again would be stored a second time.');
+  fs.writeFileSync(keyFile, `${key}\n`);
+
+  // A shared key that differs from the one entries were stored under: stored (it may be on purpose), with a warning naming both key ids.
+  const shared = '0123456789abcdef'.repeat(4);
+  s.ctx.env = { FLOWFORGE_PSEUDONYM_KEY: shared };
+  const changed = await aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx);
+  t.is(changed.accepted, 1);
+  t.is(changed.warnings?.length, 1);
+  t.true(changed.warnings![0]!.startsWith(`Privacy settings changed since entries were last stored (pseudonym key ${pseudonymKeyId(key)} → ${pseudonymKeyId(shared)} (FLOWFORGE_PSEUDONYM_KEY or secret.key)): derived entry ids depend on them`));
+  t.is((await aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx)).warnings, undefined);
 });

@@ -1,7 +1,9 @@
 import test from 'ava';
-import { serveSchedules } from '../../src/bridge/serve.js';
+import type { Registry } from '../../src/bridge/registry.js';
+import { createServeAction, serveSchedules } from '../../src/bridge/serve.js';
+import { IoError } from '../../src/core/errors.js';
 import type { ScheduleBinding } from '../../src/core/handler.js';
-import { withTempStore } from '../helpers/store.js';
+import { createFaultyFsPort, rawEntry, withTempStore } from '../helpers/store.js';
 
 test('runs never overlap, each schedule runs at start and again after its interval (to the second), stop cancels every job', async (t) => {
   const s = withTempStore(t);
@@ -67,4 +69,42 @@ test('a failing run is counted and logged, and the schedule keeps going', async 
   t.is(result.failures.boom, calls);
   t.is(result.runs.boom, undefined);
   t.true(s.logs.lines.some((l) => l.msg === 'scheduled run failed' && l.fields?.error === 'disk on fire'));
+});
+
+test('a stop asked for while serve is still starting: no schedule runs, and the final flush still stores what is pending', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  const { aggregate } = await import('../../plugins/aggregation/handlers/aggregate.js');
+  t.like(await aggregate.run({ entry: [JSON.stringify(rawEntry(1, s.clock.now() - 1))], source: [] }, s.ctx), { accepted: 1, pending: 1 });
+  let ran = 0;
+  const result = await serveSchedules(s.ctx, [{ name: 'x', everyMs: () => 10, run: async () => void ran++ }], { signals: [], stopWhen: Promise.resolve('early') });
+  t.is(result.stoppedBy, 'early');
+  t.is(ran, 0);
+  t.deepEqual(result.runs, {});
+  t.deepEqual(result.finalFlush, { flushed: 1, pending: 0 });
+});
+
+test('the serve action stops on SIGHUP like SIGTERM (closing its terminal used to kill it unflushed); a final flush that fails is exit 1', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  const { aggregate } = await import('../../plugins/aggregation/handlers/aggregate.js');
+  await aggregate.run({ entry: [JSON.stringify(rawEntry(1, s.clock.now() - 1))], source: [] }, s.ctx);
+  const action = createServeAction({ plugins: () => [] } as unknown as Registry);
+  const served = action.run({}, s.ctx);
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(process.pid, 'SIGHUP');
+  const result = await served;
+  t.is(result.stoppedBy, 'SIGHUP');
+  t.deepEqual(result.finalFlush, { flushed: 1, pending: 0 });
+
+  // The next one cannot write its final flush (metrics.json and batch files fail): exit 1, entries pending.
+  await aggregate.run({ entry: [JSON.stringify(rawEntry(2, s.clock.now() - 1))], source: [] }, s.ctx);
+  s.setFs(createFaultyFsPort((op) => (op === 'writeFileDurable' || op === 'writeFilesDurable' ? 'EIO' : undefined)));
+  const failing = action.run({}, s.ctx);
+  await new Promise((r) => setTimeout(r, 300));
+  process.kill(process.pid, 'SIGTERM');
+  const error = await t.throwsAsync(failing, { instanceOf: IoError });
+  t.regex(error!.message, /^serve stopped \(SIGTERM\), but its final flush failed: .*EIO.*; the pending entries are safe in the journal, and the next aggregate, aggregate-force or serve flushes them\.$/);
+  t.is(error!.exitCode, 1);
+  s.setFs(createFaultyFsPort(() => undefined));
+  const { aggregateStatus } = await import('../../plugins/aggregation/handlers/aggregate-status.js');
+  t.like(await aggregateStatus.run({}, s.ctx), { batches: { count: 1, entries: 1 } });
 });

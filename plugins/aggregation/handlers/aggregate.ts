@@ -592,7 +592,7 @@ Examples:
       if (problems) throw problems;
       const result = streamed ? await storeStreamed(ctx, streamed, entries, skipped, prepare) : await storeEntries(ctx, entries, skipped);
       const { checkPrivacySettings } = await import('../privacy.js');
-      const warning = checkPrivacySettings(ctx);
+      const warning = checkPrivacySettings(ctx, secret?.key);
       if (warning) result.warnings = [...(result.warnings ?? []), warning];
       return result;
     } finally {
