@@ -5,9 +5,15 @@
  *
  * Where the calls go:
  * - **husky** — `core.hooksPath` (as reported by `git rev-parse --git-path hooks`) is
- *   `<dir>/_` holding husky 9's `h` runner: one line is appended to `<dir>/<hook>` (created when
+ *   `<dir>/_` holding husky 9's `h` runner: one line is inserted into `<dir>/<hook>` (created when
  *   missing). husky 8 (`<dir>/_/husky.sh` with hooks in `<dir>` itself) is handled the same way.
- *   husky runs these files with `sh -e` and passes git's arguments through.
+ *   husky runs these files with `sh -e` and passes git's arguments through, so the line goes
+ *   near the top, before the user's commands ({@link huskyInsertAt}): appended at the end, an
+ *   `exit 0` or any failing command above it (`sh -e`) silently skipped it and the commit went
+ *   unrecorded. It is after a shebang and husky 8's `. "…/_/husky.sh"` line, because that line
+ *   re-runs the whole file under `sh -e` and exits: anything above it would run twice. Our line
+ *   cannot fail or print (`|| true`, output to /dev/null), so the user's commands still run after
+ *   it, with the same arguments; git gives these two hooks no stdin (githooks(5)).
  * - **git** — otherwise the hooks directory git reports (honours `core.hooksPath`; linked
  *   worktrees share the main repository's hooks): `<hook>` is written as a small script. When a
  *   hook that is not ours is already there it is renamed to `<hook>.pre-flowforge` and our script
@@ -54,7 +60,11 @@ export interface HooksInstallOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** One hook handled: `file` is absolute; `chained` when an existing hook runs before ours. */
+/**
+ * One hook handled: `file` is absolute; `chained` when an existing git hook (now
+ * `<hook>.pre-flowforge`) runs before ours. Always false through husky: there our line is the
+ * first command of the user's own file and the user's commands follow it.
+ */
 export interface HookInstallRecord {
   hook: HookName;
   file: string;
@@ -163,8 +173,44 @@ async function resolveTarget(repoDir: string, env: NodeJS.ProcessEnv): Promise<H
   return { via: 'git', dir: hooksDir };
 }
 
-/** Marker variant meaning "the file had no final newline before we appended". */
+/** What husky 8's `husky add` starts a hook file with; we write it when we create a husky 8 hook. */
+const HUSKY8_PREAMBLE = `#!/usr/bin/env sh\n. "$(dirname -- "$0")/_/husky.sh"\n\n`;
+
+/** Marker variant meaning "the file had no final newline before we added our line after its last line". */
 const MARKER_ADDED_NEWLINE = `${HOOK_MARKER} (newline added)`;
+
+/** A line that sources husky 8's runner (`. "$(dirname -- "$0")/_/husky.sh"`, any quoting). */
+const HUSKY_SH_LINE = /^\s*\.\s+.*husky\.sh["']?\s*$/;
+
+/**
+ * Where our line goes in a husky hook file (without our lines): the index of the first line after
+ * the file's header, 0 when it has none. The header is the leading run of a shebang (first line),
+ * husky 8 `husky.sh` source lines, comments and blank lines, up to and including its last
+ * shebang or `husky.sh` line — comments that follow stay with the commands below them.
+ * `lines` is the file split on `\n`.
+ */
+export function huskyInsertAt(lines: readonly string[]): number {
+  let at = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if ((i === 0 && line.startsWith('#!')) || HUSKY_SH_LINE.test(line)) at = i + 1;
+    else if (!(line.trim() === '' || line.trimStart().startsWith('#'))) break;
+  }
+  return at;
+}
+
+/**
+ * `base` (a husky hook file without our lines, possibly empty) with `command` inserted as its own
+ * line at {@link huskyInsertAt}. When the header is the whole file and lacks a final newline, one
+ * is added and the line carries {@link MARKER_ADDED_NEWLINE} so that uninstall takes it out again.
+ */
+function withHuskyLine(base: string, command: string): string {
+  const lines = base.split('\n');
+  const at = huskyInsertAt(lines);
+  if (at < lines.length) return [...lines.slice(0, at), command, ...lines.slice(at)].join('\n');
+  // The header ends the file without a final newline ("#!/bin/sh"): nothing to insert before.
+  return `${base}\n${command.slice(0, -HOOK_MARKER.length)}${MARKER_ADDED_NEWLINE}\n`;
+}
 
 function stripOurLines(content: string): string {
   const lines = content.split('\n');
@@ -200,17 +246,14 @@ export async function installHooks(options: HooksInstallOptions): Promise<HooksI
     const command = hookCommand(hook, nodePath, cliPath, options.launcherPath);
     const current = readIfExists(file);
     if (target.via === 'husky') {
-      let base = current === undefined ? undefined : stripOurLines(current);
-      let marker = HOOK_MARKER;
-      if (base === undefined || base === '') {
-        base = target.huskyVersion === 8 ? `#!/usr/bin/env sh\n. "$(dirname -- "$0")/_/husky.sh"\n\n` : '';
-      } else if (!base.endsWith('\n')) {
-        base += '\n';
-        marker = MARKER_ADDED_NEWLINE;
-      }
-      const line = command.slice(0, -HOOK_MARKER.length) + marker;
+      // Our lines come out wherever they are and one goes back in at the top: re-installing
+      // moves a line an earlier version appended at the end (where an `exit 0` above it could
+      // skip it), and never duplicates it.
+      let base = current === undefined ? '' : stripOurLines(current);
+      if (base === '' && target.huskyVersion === 8) base = HUSKY8_PREAMBLE;
+      const content = withHuskyLine(base, command);
       const mode = current === undefined ? 0o755 : fs.statSync(file).mode & 0o7777;
-      if (current !== base + line + '\n') writeHook(file, base + line + '\n', mode);
+      if (current !== content) writeHook(file, content, mode);
       installed.push({ hook, file, chained: false, via: 'husky' });
       continue;
     }
@@ -254,8 +297,7 @@ export async function uninstallHooks(options: HooksInstallOptions): Promise<Hook
         continue;
       }
       const rest = stripOurLines(current);
-      const husky8Preamble = `#!/usr/bin/env sh\n. "$(dirname -- "$0")/_/husky.sh"\n\n`;
-      if (rest.trim() === '' || rest === husky8Preamble) {
+      if (rest.trim() === '' || rest === HUSKY8_PREAMBLE) {
         fs.unlinkSync(file);
         removed.push({ hook, file, via: 'husky', action: 'removed' });
       } else {

@@ -5,8 +5,9 @@ import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { runCli } from '../helpers/cli.js';
-import { withGitRepo, type GitRepo } from '../helpers/git-repo.js';
+import { withGitRepo, PROJECT_ROOT, type GitRepo } from '../helpers/git-repo.js';
 
 interface StoredEntry {
   entryId: string;
@@ -154,4 +155,48 @@ test('a hook that fails on a bad config still leaves a data root that git ignore
   t.true(fs.existsSync(path.join(repo.dir, '.flowforge/logs/aggregation.log')));
   t.is(fs.readFileSync(path.join(repo.dir, '.flowforge/.gitignore'), 'utf8'), '# FlowForge Aggregation data: never committed\n*\n');
   t.is(repo.git(['status', '--porcelain', '--untracked-files=all']), '');
+});
+
+test('husky: commits are recorded when the user\'s .husky/post-commit ends in `exit 0` (the tester\'s repro)', (t) => {
+  const repo = withGitRepo(t);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  fs.writeFileSync(path.join(repo.dir, 'package.json'), '{"name":"x","version":"1.0.0"}\n');
+  const huskyBin = path.join(path.dirname(createRequire(path.join(PROJECT_ROOT, 'package.json')).resolve('husky')), 'bin.js');
+  execFileSync(process.execPath, [huskyBin, 'init'], { cwd: repo.dir, env: repo.env, stdio: 'ignore' });
+  fs.writeFileSync(path.join(repo.dir, '.husky/pre-commit'), 'true\n');
+  fs.writeFileSync(path.join(repo.dir, '.husky/post-commit'), 'echo "husky user post-commit"\nexit 0\n');
+  repo.commit('init', {}, { date: '1750000000 +0000' });
+  const r = runCli(['hooks', 'install', `--repo=${repo.dir}`], { cwd: repo.root, env: repo.env });
+  t.is(r.code, 0);
+  t.deepEqual(r.json.result.installed.map((i: { via: string }) => i.via), ['husky', 'husky']);
+  const shas = [1, 2, 3].map((i) => repo.commit(`c${i}`, { f: `${i}\n` }, { date: `${1750000000 + i * 60} +0000` }));
+  t.like(runCli(['aggregate-status'], { cwd: repo.dir, env: repo.env }).json.result, { pending: 3 });
+  t.deepEqual(
+    stored(repo.dir, repo.env).map((e) => [e.entryId, e.timestamp]),
+    shas.map((sha, i) => [`commit:${sha}`, (1750000000 + (i + 1) * 60) * 1000]),
+  );
+});
+
+test('amend: the hook records the original and each amended commit (same author time); git-log into another data root counts only reachable commits', (t) => {
+  const repo = withGitRepo(t);
+  fs.writeFileSync(path.join(repo.dir, '.gitignore'), '.flowforge/\n');
+  install(repo);
+  const first = repo.commit('work', { 'a.txt': 'a\n' }, { date: '1750000000 +0000' });
+  // Amended an hour and two hours later (GIT_AUTHOR_DATE/GIT_COMMITTER_DATE of the amend).
+  const amended1 = repo.commit('work', { 'a.txt': 'a2\n' }, { args: ['--amend'], date: '1750003600 +0000' });
+  const amended2 = repo.commit('work', { 'a.txt': 'a3\n' }, { args: ['--amend'], date: '1750007200 +0000' });
+  t.is(repo.git(['rev-list', '--all']), amended2);
+  // git commit --amend keeps the author (and author date) of the commit it replaces (only the
+  // committer date is new), so all three entries carry the first commit's time.
+  t.deepEqual(
+    stored(repo.dir, repo.env).map((e) => [e.entryId, e.timestamp]),
+    [first, amended1, amended2].map((sha) => [`commit:${sha}`, 1_750_000_000_000]),
+  );
+  const report = runCli(['aggregate-report', '--by=action'], { cwd: repo.dir, env: repo.env });
+  t.deepEqual(report.json.result.totals, { entries: 3, commits: 3, trackedMs: 0 });
+  // The README's recipe for reachable commits only: import the history into a separate data root.
+  const reachable = path.join(repo.root, 'reachable');
+  t.is(runCli(['aggregate', '--source=git-log', `--data-path=${reachable}`], { cwd: repo.dir, env: repo.env }).code, 0);
+  const only = runCli(['aggregate-report', '--by=action', `--data-path=${reachable}`], { cwd: repo.dir, env: repo.env });
+  t.deepEqual(only.json.result.totals, { entries: 1, commits: 1, trackedMs: 0 });
 });
