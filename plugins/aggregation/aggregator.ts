@@ -427,9 +427,9 @@ function createOpenStore(
     return autoBatchSize(sample);
   };
 
-  const writeWithRetries = async (file: string, write: () => void): Promise<string | undefined> => {
+  const writeWithRetries = async (file: string, write: () => void, attempts = FLUSH_ATTEMPTS): Promise<string | undefined> => {
     let lastError = '';
-    for (let attempt = 1; attempt <= FLUSH_ATTEMPTS; attempt++) {
+    for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
         lock.assertHeld();
         write();
@@ -438,7 +438,7 @@ function createOpenStore(
         lastError = (error as Error).message;
         if ((error as { code?: string }).code === 'E_LOCKED') throw error;
         ctx.log.warn('batch write failed', { file, attempt, error: lastError });
-        if (attempt < FLUSH_ATTEMPTS) {
+        if (attempt < attempts) {
           metrics.retryCount++;
           await ctx.sleep(FLUSH_BACKOFF_MS * 2 ** (attempt - 1));
         }
@@ -483,7 +483,8 @@ function createOpenStore(
   /**
    * Step 2 of the flush protocol for batches named by an intent already recorded: writes each
    * batch file (a group commit when there are several: concurrent atomic writes, ONE directory
-   * fsync), retries a batch the group could not write one by one (FLUSH_ATTEMPTS, backoff), and
+   * fsync), retries a batch the group could not write one by one (FLUSH_ATTEMPTS with backoff;
+   * once one batch exhausted them, one attempt for each later batch), and
    * parks a batch that still fails in recovery/. Returns the ranges to commit (a prefix of
    * `chunks`, in order) with their entry counts; `stuckFrom` is the index of the first chunk
    * neither written nor parked (it and later chunks were not stored).
@@ -524,6 +525,10 @@ function createOpenStore(
         else ctx.log.warn('grouped batch write failed; writing it alone', { batchId: chunks[i]!.range.b, error: error.message });
       });
     }
+    // Once one batch has failed every attempt, the later ones of this flush get one attempt
+    // each before they are parked: a folder that refused a batch FLUSH_ATTEMPTS times (EPERM, a
+    // read-only or full disk) refuses the next too, and 2,000 batches × the backoff was minutes.
+    let attempts = FLUSH_ATTEMPTS;
     for (const [i, chunk] of chunks.entries()) {
       const started = performance.now();
       const { batch } = batchAt(i);
@@ -531,7 +536,8 @@ function createOpenStore(
       const file = batchFile(layout, chunk.range.b);
       metrics.totalOperations++;
       const groupedMs = grouped.get(i);
-      const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batchAt(i).text || serializeBatch(batch.batchId, now, entries).text));
+      const error = groupedMs !== undefined ? undefined : await writeWithRetries(file, () => writeBatchFile(ctx.fs, file, batchAt(i).text || serializeBatch(batch.batchId, now, entries).text), attempts);
+      if (error !== undefined) attempts = 1;
       if (error === undefined) {
         metrics.successfulOperations++;
         recordFlush(metrics, chunk.trigger, groupedMs ?? performance.now() - started);

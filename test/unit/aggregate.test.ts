@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { aggregate } from '../../plugins/aggregation/handlers/aggregate.js';
 import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-force.js';
-import { COMPACT_AFTER_ENTRIES } from '../../plugins/aggregation/aggregator.js';
+import { COMPACT_AFTER_ENTRIES, FLUSH_ATTEMPTS } from '../../plugins/aggregation/aggregator.js';
+import { aggregateRecover } from '../../plugins/aggregation/handlers/aggregate-recover.js';
 import { InputError } from '../../src/core/errors.js';
 import { createFaultyFsPort, rawEntry, withTempStore } from '../helpers/store.js';
 
@@ -224,4 +225,21 @@ test('batchSize "auto": small entries make batches of 500, 4 KB entries batches 
   t.is(r2.flushed[0]!.entryCount, 15, '⌊65536 ÷ ~4.1 KB⌋');
   const bytes = fs.statSync(path.join(large.dataRoot, r2.flushed[0]!.file)).size;
   t.true(bytes > 50_000 && bytes < 70_000, `${bytes} bytes`);
+});
+
+test('a folder that refuses every batch file: the first batch gets every attempt, the later ones one each, then all are parked (2,000 batches took minutes of backoff)', async (t) => {
+  const s = withTempStore(t, { batchSize: 2 });
+  const refuse = createFaultyFsPort((op, args) => (op === 'writeFilesDurable' || (op === 'writeFileDurable' && /aggregated\/batch_[^/]+\.json$/.test(String(args[0]))) ? 'EPERM' : undefined));
+  s.setFs(refuse);
+  let sleeps = 0;
+  s.ctx.sleep = async () => void sleeps++;
+  const r = await aggregate.run(input(Array.from({ length: 10 }, (_, i) => rawEntry(i, s.clock.now() - 1))), s.ctx);
+  t.like(r, { accepted: 10, pending: 0, flushed: [] });
+  t.is(r.failed.length, 5);
+  t.is(refuse.calls.filter((c) => c.op === 'writeFileDurable' && /aggregated\/batch_[^/]+\.json$/.test(c.file ?? '')).length, FLUSH_ATTEMPTS + 4);
+  t.is(sleeps, FLUSH_ATTEMPTS - 1);
+  t.is(fs.readdirSync(path.join(s.dataRoot, 'aggregated/recovery')).filter((n) => n.endsWith('.failed.json')).length, 5);
+  s.setFs(createFaultyFsPort(() => undefined));
+  t.like(await aggregateRecover.run({}, s.ctx), { processed: 5, succeeded: 5 });
+  t.deepEqual(s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort(), Array.from({ length: 10 }, (_, i) => `id-${i}`).sort());
 });
