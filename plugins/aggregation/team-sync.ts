@@ -544,7 +544,7 @@ const REMOTE_NAME = /^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 /**
  * Checks `remote` is a remote of the repository (`git remote`). Throws UsageError (exit 2)
- * naming the configured remotes otherwise.
+ * naming the configured remotes otherwise, or saying to pass --repo outside a repository.
  */
 async function assertRemote(git: GitClient, remote: string): Promise<void> {
   if (!REMOTE_NAME.test(remote)) {
@@ -552,7 +552,20 @@ async function assertRemote(git: GitClient, remote: string): Promise<void> {
       details: [{ path: '--remote', message: 'expected a remote name such as origin', value: remote }],
     });
   }
-  const remotes = (await git.run(['remote'])).split('\n').map((r) => r.trim()).filter(Boolean);
+  let listed: string;
+  try {
+    listed = await git.run(['remote']);
+  } catch (error) {
+    // Outside a repository: the caller's mistake (exit 2), not git failing (exit 1).
+    if (error instanceof GitError && /not a git repository/i.test(error.message)) {
+      throw new UsageError(`aggregate-sync needs a git repository to sync through: run it inside your project's repository, or pass --repo=DIR (${error.message})`, {
+        cause: error,
+        details: [{ path: '--repo', message: 'not in a git repository' }],
+      });
+    }
+    throw error;
+  }
+  const remotes = listed.split('\n').map((r) => r.trim()).filter(Boolean);
   if (!remotes.includes(remote)) {
     throw new UsageError(
       `No git remote named "${remote}" in this repository (configured: ${remotes.length > 0 ? remotes.join(', ') : 'none'}). Pass --remote=NAME, or add one with git remote add ${remote} URL.`,

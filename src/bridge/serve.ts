@@ -5,7 +5,8 @@
  * pending, cancels every job and returns (the process then exits 0 on its own: no timer is left
  * behind; the action exits 1 when that final flush failed).
  *
- * Each schedule is a one-off node-schedule job at `now + everyMs` (to the second), re-armed only after its run
+ * Each schedule is a one-off node-schedule job at `now + everyMs` (to the nearest second, never
+ * the current one), re-armed only after its run
  * finished, and all runs go through one queue: runs never overlap, and a slow run delays the
  * next instead of piling up. One run of every schedule happens at start.
  *
@@ -134,9 +135,7 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
 
   const arm = (binding: ScheduleBinding): void => {
     if (stopping) return;
-    // node-schedule drops the milliseconds of a Date spec (and returns null for a time it then
-    // considers past), so due times are rounded up to the next whole second.
-    const at = new Date(Math.ceil((Date.now() + binding.everyMs(ctx.config)) / 1000) * 1000);
+    const at = new Date(dueAt(Date.now(), binding.everyMs(ctx.config)));
     const fire = () => {
       jobs.delete(binding.name);
       void runOne(binding).then(() => arm(binding));
@@ -179,6 +178,17 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
   const result: ServeResult = { stoppedBy: reason, uptimeMs: ctx.now() - startedAt, runs, failures, finalFlush };
   if (endpoint) result.metrics = { url: endpoint.server.url, ...endpoint.counts };
   return result;
+}
+
+/**
+ * When a schedule run `everyMs` after `now` (epoch ms) is due: a whole second, since
+ * node-schedule drops the milliseconds of a Date spec (and returns null for a time it then
+ * considers past) — the nearest one to `now + everyMs`, but at least the next second. Rounding
+ * up instead made a 1,000 ms interval every 2 s: a run that ended a few ms after a whole second
+ * was due again 2 s later.
+ */
+export function dueAt(now: number, everyMs: number): number {
+  return Math.max(Math.round((now + everyMs) / 1000), Math.floor(now / 1000) + 1) * 1000;
 }
 
 /**

@@ -5,6 +5,7 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { CLI, runCli, type CliRun } from '../helpers/cli.js';
 import { withGitRepo, type GitRepo } from '../helpers/git-repo.js';
@@ -496,4 +497,14 @@ test('a batch aggregate-migrate upgraded under its older id is published, materi
   const report = b.cli(['aggregate-report', '--scope=team']);
   t.is(report.json.result.sources.teamBatchFiles, 2);
   t.is(report.json.result.totals.entries, 2);
+});
+
+test('aggregate-sync outside a git repository is a usage error (exit 2) saying to run it in one or pass --repo', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ff-norepo-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const r = runCli(['aggregate-sync', `--data-path=${path.join(dir, 'data')}`], { cwd: dir, env: { ...process.env, GIT_CEILING_DIRECTORIES: path.dirname(dir) } });
+  t.is(r.code, 2);
+  t.is(r.json.error.code, 'E_USAGE');
+  t.regex(r.json.error.message, /^aggregate-sync needs a git repository to sync through: run it inside your project's repository, or pass --repo=DIR \(git remote failed in .*: fatal: not a git repository/);
+  t.deepEqual(r.json.error.details, [{ path: '--repo', message: 'not in a git repository' }]);
 });

@@ -1,6 +1,6 @@
 import test from 'ava';
 import type { Registry } from '../../src/bridge/registry.js';
-import { createServeAction, serveSchedules } from '../../src/bridge/serve.js';
+import { createServeAction, dueAt, serveSchedules } from '../../src/bridge/serve.js';
 import { IoError } from '../../src/core/errors.js';
 import type { ScheduleBinding } from '../../src/core/handler.js';
 import { createFaultyFsPort, rawEntry, withTempStore } from '../helpers/store.js';
@@ -107,4 +107,13 @@ test('the serve action stops on SIGHUP like SIGTERM (closing its terminal used t
   s.setFs(createFaultyFsPort(() => undefined));
   const { aggregateStatus } = await import('../../plugins/aggregation/handlers/aggregate-status.js');
   t.like(await aggregateStatus.run({}, s.ctx), { batches: { count: 1, entries: 1 } });
+});
+
+test('dueAt: the whole second nearest to now + interval, never the current second (a 1,000 ms interval ran every 2 s)', (t) => {
+  const k = 1_790_000_000_000; // a whole second
+  t.is(dueAt(k + 5, 1_000), k + 1_000);
+  t.is(dueAt(k + 600, 1_000), k + 2_000);
+  t.is(dueAt(k + 5, 20), k + 1_000);
+  t.is(dueAt(k + 999, 0), k + 1_000);
+  t.is(dueAt(k, 60_000), k + 60_000);
 });

@@ -29,7 +29,7 @@ export interface AggregateSyncResult extends SyncOutcome {
 /**
  * The `aggregate-sync` action. Throws UsageError (exit 2) for an unknown remote; SyncError
  * (exit 1, `E_SYNC`) when the remote could not be reached or refused the push, after committing
- * the local batches to the local ref; GitError (exit 1) outside a repository; IoError or
+ * the local batches to the local ref; UsageError (exit 2) outside a repository; IoError or
  * LockedError (exit 1) when the store or the sync lock cannot be used.
  */
 export const aggregateSync: HandlerDefinition<typeof AggregateSyncInput, AggregateSyncResult> = {
