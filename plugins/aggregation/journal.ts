@@ -61,7 +61,7 @@ export interface JournalTotals {
   batchEntries: number;
   /** Batches that went to recovery/ as failed. */
   failedBatches: number;
-  /** Epoch ms of the last commit, or null. */
+  /** Epoch ms of the last commit that wrote a batch file (not one that only parked batches in recovery/), or null. */
   lastFlushAt: number | null;
   /** Ids of failed batches the recovery pass wrote as batch files (counted once each). */
   recovered: string[];
@@ -239,7 +239,7 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
         break;
       case 'c':
         applyCommit(record.batches);
-        totals.lastFlushAt = record.at;
+        if (record.batches.some((range) => !range.failed)) totals.lastFlushAt = record.at;
         openIntent = undefined;
         break;
       case 'a':
@@ -339,7 +339,8 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
     commit(batches, at, entryCounts) {
       write([{ t: 'c', at, batches }]);
       applyCommit(batches, entryCounts);
-      totals.lastFlushAt = at;
+      // The last flush that wrote a batch file: one that only parked batches in recovery/ is not.
+      if (batches.some((range) => !range.failed)) totals.lastFlushAt = at;
       openIntent = undefined;
       const cut = committedTo;
       const moved = pending.filter((je) => je.seq <= cut);

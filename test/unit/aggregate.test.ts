@@ -240,6 +240,9 @@ test('a folder that refuses every batch file: the first batch gets every attempt
   t.is(sleeps, FLUSH_ATTEMPTS - 1);
   t.is(fs.readdirSync(path.join(s.dataRoot, 'aggregated/recovery')).filter((n) => n.endsWith('.failed.json')).length, 5);
   s.setFs(createFaultyFsPort(() => undefined));
+  // A flush that only parked batches wrote no batch file: status says "never" (it named this one).
+  const { aggregateStatus } = await import('../../plugins/aggregation/handlers/aggregate-status.js');
+  t.like(await aggregateStatus.run({}, s.ctx), { lastFlushAt: null, batches: { count: 0, entries: 0 } });
   t.like(await aggregateRecover.run({}, s.ctx), { processed: 5, succeeded: 5 });
   t.deepEqual(s.batches().flatMap((b) => b.entries.map((e) => e.entryId)).sort(), Array.from({ length: 10 }, (_, i) => `id-${i}`).sort());
 });
