@@ -20,7 +20,8 @@ export const aggregateRecover: HandlerDefinition<typeof AggregateRecoverInput, R
 Retries each failed batch in aggregated/recovery/ that is due (oldest first), writing it
 as a batch file with "recovered": true. A batch that fails batchRetryLimit times moves to
 recovery/abandoned/; unreadable files move to recovery/errors/. --batch-id retries one
-batch now, whatever its due time.`,
+batch now, whatever its due time. The entries of an unreadable failed batch are listed
+in "released": they are no longer counted as stored, so re-import them from your source.`,
   options: { 'batch-id': { type: 'string' } },
   input: AggregateRecoverInput,
   async run(input, ctx) {
@@ -37,5 +38,6 @@ batch now, whatever its due time.`,
   },
   formatText: (r) =>
     `processed ${r.processed}: ${r.succeeded} recovered, ${r.failed} failed again, ${r.abandoned} abandoned, ${r.quarantined} quarantined` +
-    (r.waiting.length ? `\n${r.waiting.length} waiting for their next retry` : ''),
+    (r.waiting.length ? `\n${r.waiting.length} waiting for their next retry` : '') +
+    r.released.map((b) => `\nbatch ${b.batchId} was damaged and set aside: its ${b.entryIds.length} entries are in no batch file; re-import them from your source: ${b.entryIds.join(', ')}`).join(''),
 };
