@@ -189,6 +189,8 @@ async function withStoreOnce<T>(ctx: HandlerContext, fn: (store: OpenStore) => P
       ctx.log.warn('journal records quarantined', { ...quarantine, dir: layout.errors });
     }
     const index = options.index ?? openIdIndex(layout.index, ctx.fs);
+    // Lines naming a batch set aside as damaged no longer make an id stored (release.ts).
+    index.setReleased(journal.released);
     let metricsUnreadable = false;
     const metrics = readMetrics(ctx.fs, layout.metrics, (error) => {
       metricsUnreadable = true;

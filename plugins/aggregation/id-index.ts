@@ -7,6 +7,16 @@
  * Line format: `\n<entryId>\t<batchId>` appended; every write starts with a newline so a torn
  * earlier write can never glue onto a new id, and a line without a tab (torn) is ignored.
  * Shards are fsynced before the journal forgets the ids (see Journal.compact).
+ *
+ * Released batches: an id counts as stored only if at least one of its lines names a batch that
+ * was not released (a batch set aside as damaged, recorded by the journal's `x` records; see
+ * release.ts). The released set is consulted only when a fingerprint hit is confirmed against
+ * the shard's text, and only when it is non-empty, so the lookup of new ids costs the same.
+ *
+ * Rebuild ({@link rebuildIdIndex}, by `aggregate-validate --repair`): every shard is replaced
+ * atomically (temp file, fsync, rename, one fsync of the folder). Shards are otherwise
+ * append-only, so an index that cached a shard's length notices a replaced shard by its inode
+ * number (or a shorter size) and reads it again from the start.
  */
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -48,6 +58,11 @@ export interface IdIndex {
   prepare(batches: ReadonlyArray<{ batchId: string; entryIds: readonly string[] }>, options?: { yieldEvery?: number }): Promise<PreparedAdd>;
   /** The second half of {@link add}: appends and fsyncs what {@link prepare} computed. Throws the port's error. */
   commit(prepared: PreparedAdd): Promise<void>;
+  /**
+   * Sets the ids of released batches (the journal's live `released` Set): from then on a line
+   * naming one of them does not make its id stored, in {@link lookup} and {@link owners}.
+   */
+  setReleased(batchIds: ReadonlySet<string>): void;
 }
 
 /** Lines for the index computed by {@link IdIndex.prepare}, per shard number. */
@@ -117,8 +132,11 @@ class FingerprintSet {
 export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
   const shardFile = (shard: string) => path.join(dir, `ids-${shard}.tsv`);
   const fingerprints = new FingerprintSet();
+  let released: ReadonlySet<string> = new Set();
   /** Bytes of each shard file already fingerprinted (shards are append-only). */
   const readBytes = new Map<string, number>();
+  /** Inode of each shard file when it was fingerprinted: a rebuilt shard has a new one. */
+  const readInode = new Map<string, number | undefined>();
   const readShard = (shard: string): Buffer | undefined => {
     try {
       return fsPort.readFile(shardFile(shard));
@@ -129,8 +147,16 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
   };
   /** Fingerprints the bytes appended to `shard` since the last refresh. */
   const refresh = (shard: string): void => {
-    const done = readBytes.get(shard) ?? 0;
-    const size = fsPort.stat(shardFile(shard))?.size ?? 0;
+    let done = readBytes.get(shard) ?? 0;
+    const st = fsPort.stat(shardFile(shard));
+    const size = st?.size ?? 0;
+    if (done > 0 && (size < done || st?.ino !== readInode.get(shard))) {
+      // Replaced by a rebuild (or removed): read it again from the start. Fingerprints of ids
+      // no longer there only cost a confirmation read, never a wrong answer.
+      done = 0;
+      readBytes.set(shard, 0);
+    }
+    readInode.set(shard, st?.ino);
     if (size <= done) return;
     let data: Buffer;
     try {
@@ -200,7 +226,7 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
       const tab = line.indexOf('\t');
       if (tab <= 0) continue;
       const id = line.slice(0, tab);
-      if (wanted.has(id) && !into.has(id)) into.set(id, line.slice(tab + 1));
+      if (wanted.has(id) && !into.has(id) && !released.has(line.slice(tab + 1))) into.set(id, line.slice(tab + 1));
     }
   };
   return {
@@ -243,9 +269,10 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
         const candidates = maybe[shard];
         if (!candidates) continue;
         const stored = new Set<string>();
+        const anyReleased = released.size > 0;
         for (const line of (readShard(SHARD_NAMES[shard]!)?.toString('utf8') ?? '').split('\n')) {
           const tab = line.indexOf('\t');
-          if (tab > 0) stored.add(line.slice(0, tab));
+          if (tab > 0 && (!anyReleased || !released.has(line.slice(tab + 1)))) stored.add(line.slice(0, tab));
         }
         for (const id of candidates) if (stored.has(id)) found.add(id);
       }
@@ -276,5 +303,112 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
     async commit(prepared) {
       await commitPrepared(prepared);
     },
+    setReleased(batchIds) {
+      released = batchIds;
+    },
   };
+}
+
+/** A shard file name `ids-<xx>.tsv`. */
+export const SHARD_FILE_PATTERN = /^ids-[0-9a-f]{2}\.tsv$/;
+
+/** Longest entry id a line may hold, in UTF-16 code units (entry.ts: entryId is 1–128). */
+const MAX_ID_LENGTH = 128;
+
+/** What {@link scanIdIndex} found in one shard file. */
+export interface ShardScan {
+  /** File name, `ids-<xx>.tsv`. */
+  name: string;
+  /**
+   * Lines that no append of this product can leave, even torn: NUL or other control bytes,
+   * bytes that are not UTF-8, more than one tab, an empty id, an id longer than 128 code units
+   * (a zero-filled, overwritten or garbled shard). 1-based line numbers, at most 5 kept.
+   */
+  malformed: number;
+  malformedLines: number[];
+  /**
+   * Lines without a tab that could be the start of an id (an append killed mid-write leaves
+   * one; the next append starts on a new line, and its ids were never acknowledged): harmless.
+   */
+  torn: number;
+}
+
+/** The whole index as read by {@link scanIdIndex}. */
+export interface IndexScan {
+  /** Entry ids per batch id, in line order (an id listed twice under one batch appears twice). */
+  byBatch: Map<string, string[]>;
+  /** Every shard file found, sorted by name. */
+  shards: ShardScan[];
+}
+
+// eslint-disable-next-line no-control-regex
+const BAD_LINE_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/;
+
+/**
+ * Reads every shard in `dir` whole (for `aggregate-validate` and the release of a damaged batch:
+ * not a hot path; ~50 MB for a million ids). Never throws for a bad line (it is counted);
+ * throws the port's errors other than a missing folder.
+ */
+export function scanIdIndex(dir: string, fsPort: FsPort): IndexScan {
+  const byBatch = new Map<string, string[]>();
+  const shards: ShardScan[] = [];
+  for (const name of fsPort.readdir(dir).filter((n) => SHARD_FILE_PATTERN.test(n)).sort()) {
+    const scan: ShardScan = { name, malformed: 0, malformedLines: [], torn: 0 };
+    const lines = fsPort.readFile(path.join(dir, name)).toString('utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (line.length === 0) return;
+      const tab = line.indexOf('\t');
+      const bad = BAD_LINE_CHARS.test(line) || tab === 0 || (tab > 0 && line.indexOf('\t', tab + 1) !== -1) || (tab === -1 ? line.length : tab) > MAX_ID_LENGTH;
+      if (bad) {
+        scan.malformed++;
+        if (scan.malformedLines.length < 5) scan.malformedLines.push(i + 1);
+        return;
+      }
+      if (tab === -1) {
+        scan.torn++;
+        return;
+      }
+      const batchId = line.slice(tab + 1);
+      let ids = byBatch.get(batchId);
+      if (!ids) byBatch.set(batchId, (ids = []));
+      ids.push(line.slice(0, tab));
+    });
+    shards.push(scan);
+  }
+  return { byBatch, shards };
+}
+
+/**
+ * Replaces the whole index in `dir` with exactly `pairs` (duplicate lines dropped). Every shard
+ * that gets lines, or exists now, is first written whole to a temp file `ids-<xx>.tsv.<pid>`
+ * beside it and all of those are fdatasynced (concurrently); only then is each renamed over its
+ * shard, and the folder fsynced once. So at any instant — a kill, or a power loss that undoes
+ * some of the renames — every shard is either the old one or a complete new one, never a short
+ * file (a group write's syncfs path renames before syncing, which is why it is not used here).
+ * The caller makes sure both are safe (see aggregate-validate's repair). Returns the number of
+ * lines written. Throws the port's errors (some shards may then be new already; run it again).
+ */
+export async function rebuildIdIndex(dir: string, fsPort: FsPort, pairs: Iterable<{ entryId: string; batchId: string }>): Promise<number> {
+  const lines: Array<Set<string> | undefined> = new Array(256);
+  for (const { entryId, batchId } of pairs) (lines[crc32(entryId) & 0xff] ??= new Set()).add(`${entryId}\t${batchId}`);
+  fsPort.mkdirp(dir);
+  const names = fsPort.readdir(dir);
+  // Temp shards of an earlier rebuild that was killed: never renamed, so never part of the index.
+  for (const name of names) if (/^ids-[0-9a-f]{2}\.tsv\.\d{1,10}$/.test(name)) fsPort.unlink(path.join(dir, name));
+  const existing = new Set(names.filter((n) => SHARD_FILE_PATTERN.test(n)));
+  const items: Array<{ file: string; temp: string; data: Buffer }> = [];
+  let written = 0;
+  for (let shard = 0; shard < 256; shard++) {
+    const name = `ids-${SHARD_NAMES[shard]!}.tsv`;
+    const shardLines = lines[shard];
+    if (!shardLines && !existing.has(name)) continue;
+    written += shardLines?.size ?? 0;
+    const file = path.join(dir, name);
+    items.push({ file, temp: `${file}.${process.pid}`, data: Buffer.from(shardLines ? '\n' + [...shardLines].join('\n') : '') });
+  }
+  if (items.length === 0) return 0;
+  await fsPort.appendAllDurable(items.map(({ temp, data }) => ({ file: temp, data })));
+  for (const { temp, file } of items) fsPort.rename(temp, file);
+  fsPort.fsyncDir(dir);
+  return written;
 }

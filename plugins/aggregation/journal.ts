@@ -16,6 +16,11 @@
  *   as a batch file; counted once per batch id in the totals
  * - `m` migrated: `{t:"m", at, b, n}` — `aggregate-migrate` upgraded batch file `b` (`n`
  *   entries) from the older format, which no journal had recorded; counted once per batch id
+ * - `x` released: `{t:"x", at, b, n, k}` — batch `b` (`k`: `batch` | `failed` | `abandoned`,
+ *   `n` entries known) was set aside as damaged (moved to `recovery/errors/`, see release.ts):
+ *   its entry ids no longer count as stored, so a re-import of the source stores them again.
+ *   Written only after the file was moved durably; counted once per batch id (the totals lose
+ *   the batch), and the released ids are carried in the header's `totals.released`.
  *
  * Seqs are contiguous and batches always take the oldest pending entries, so "committed" is a
  * single high-water mark `committedTo`. Records that fail their checksum, do not parse, or are a
@@ -70,7 +75,15 @@ export interface JournalTotals {
    * until the first migration, so journals of stores that never migrated keep their shape.
    */
   migrated?: string[];
+  /**
+   * Ids of batches set aside as damaged whose entries were released for re-import (`x`
+   * records, see release.ts). Absent until the first release, so other journals keep their shape.
+   */
+  released?: string[];
 }
+
+/** Where a released batch's file was: a batch file, a failed batch or an abandoned batch. */
+export type ReleasedKind = 'batch' | 'failed' | 'abandoned';
 
 type HeaderRecord = { t: 'h'; committedTo: number; nextSeq: number; totals: JournalTotals };
 type EntryRecord = { t: 'e'; s: number; at: number; e: Entry };
@@ -79,7 +92,8 @@ type CommitRecord = { t: 'c'; at: number; batches: BatchRange[] };
 type AbortRecord = { t: 'a'; at: number };
 type RecoveredRecord = { t: 'r'; at: number; b: string; n: number };
 type MigratedRecord = { t: 'm'; at: number; b: string; n: number };
-type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord | RecoveredRecord | MigratedRecord;
+type ReleasedRecord = { t: 'x'; at: number; b: string; n: number; k: ReleasedKind };
+type JournalRecord = HeaderRecord | EntryRecord | IntentRecord | CommitRecord | AbortRecord | RecoveredRecord | MigratedRecord | ReleasedRecord;
 
 /** What a load found wrong and moved aside. */
 export interface QuarantineReport {
@@ -96,8 +110,16 @@ export interface Journal {
   readonly pending: readonly JournalEntry[];
   /** Entries already in a batch (or failed batch) but still listed here, not yet in the index. */
   readonly committed: ReadonlyArray<{ entryId: string; batchId: string }>;
-  /** Entry ids present anywhere in the journal (pending or committed). */
+  /**
+   * Entry ids present anywhere in the journal: pending, or committed to a batch that was not
+   * released (see {@link release}).
+   */
   hasId(entryId: string): boolean;
+  /**
+   * Ids of batches released for re-import (`x` records): live, the same Set object for the
+   * journal's lifetime, grown by {@link release}. Empty in almost every store.
+   */
+  readonly released: ReadonlySet<string>;
   readonly totals: JournalTotals;
   /** The last intent that has neither a commit nor an abort after it. */
   readonly openIntent: BatchRange[] | undefined;
@@ -123,6 +145,14 @@ export interface Journal {
    * `committed` ids are durably in the index.
    */
   compact(): void;
+  /**
+   * Records durably (one write, one fdatasync) that these batches were set aside as damaged:
+   * their entry ids stop counting as stored (here and, through {@link released}, in the id
+   * index), and the totals lose them (`batch`: one batch file and `entryCount` entries fewer;
+   * `failed`/`abandoned`: one failed batch fewer). A batch id already released is ignored.
+   * Call only after the batch's file is durably out of the store. Throws the port's errors.
+   */
+  release(batches: ReadonlyArray<{ batchId: string; kind: ReleasedKind; entryCount: number }>, at: number): void;
   close(): void;
 }
 
@@ -188,6 +218,16 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
     totals.batches++;
     totals.batchEntries += n;
   };
+  const released = new Set<string>();
+  const applyReleased = (b: string, n: number, k: ReleasedKind) => {
+    if (released.has(b)) return; // recorded again after a crash: counted once
+    released.add(b);
+    (totals.released ??= []).push(b);
+    if (k === 'batch') {
+      totals.batches = Math.max(0, totals.batches - 1);
+      totals.batchEntries = Math.max(0, totals.batchEntries - n);
+    } else totals.failedBatches = Math.max(0, totals.failedBatches - 1);
+  };
   const applyCommit = (batches: BatchRange[], counts?: number[]) => {
     batches.forEach((range, i) => {
       committedTo = Math.max(committedTo, range.to);
@@ -229,6 +269,11 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
         nextSeq = record.nextSeq;
         totals = { ...emptyTotals(), ...record.totals, recovered: [...(record.totals.recovered ?? [])] };
         if (record.totals.migrated) totals.migrated = [...record.totals.migrated];
+        released.clear();
+        if (record.totals.released) {
+          totals.released = [...record.totals.released];
+          for (const b of totals.released) released.add(b);
+        }
         break;
       case 'e':
         entries.set(record.s, { seq: record.s, appendedAt: record.at, entry: record.e });
@@ -250,6 +295,9 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
         break;
       case 'm':
         applyMigrated(record.b, record.n);
+        break;
+      case 'x':
+        applyReleased(record.b, record.n, record.k);
         break;
       default:
         badChunks.push(line);
@@ -281,9 +329,15 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
   let pending: JournalEntry[] = [];
   let committed: Array<{ entryId: string; batchId: string }> = [];
   for (const je of [...entries.values()].sort((a, b) => a.seq - b.seq)) {
-    ids.add(je.entry.entryId);
-    if (je.seq > committedTo) pending.push(je);
-    else committed.push({ entryId: je.entry.entryId, batchId: batchOf(je.seq) });
+    if (je.seq > committedTo) {
+      ids.add(je.entry.entryId);
+      pending.push(je);
+    } else {
+      const batchId = batchOf(je.seq);
+      // An entry of a released batch is no longer stored: a re-import may store it again.
+      if (released.size === 0 || !released.has(batchId)) ids.add(je.entry.entryId);
+      committed.push({ entryId: je.entry.entryId, batchId });
+    }
   }
 
   let sizeBytes = quarantine.badRecords > 0 ? goodLines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0) : raw.length;
@@ -315,6 +369,7 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
       return committed;
     },
     hasId: (entryId) => ids.has(entryId),
+    released,
     get totals() {
       return totals;
     },
@@ -389,6 +444,22 @@ export function openJournal(dir: string, errorsDir: string, fsPort: FsPort, now:
       sizeBytes = Buffer.byteLength(body);
       for (const c of committed) ids.delete(c.entryId);
       committed = [];
+    },
+    release(batches, at) {
+      const records: ReleasedRecord[] = [];
+      const seen = new Set<string>();
+      for (const { batchId, kind, entryCount } of batches) {
+        if (released.has(batchId) || seen.has(batchId)) continue;
+        seen.add(batchId);
+        records.push({ t: 'x', at, b: batchId, n: entryCount, k: kind });
+      }
+      if (records.length === 0) return;
+      write(records);
+      for (const r of records) applyReleased(r.b, r.n, r.k);
+      // Committed entries of those batches (flushed, not yet compacted into the index) are no
+      // longer stored either; a pending entry never belongs to a batch.
+      const pendingIds = new Set(pending.map((je) => je.entry.entryId));
+      for (const c of committed) if (seen.has(c.batchId) && !pendingIds.has(c.entryId)) ids.delete(c.entryId);
     },
     close() {
       if (fd !== undefined) {

@@ -16,6 +16,10 @@
  * the attempt fails with that message and the failed batch keeps its retries. A failed batch
  * that `aggregate-migrate` upgraded keeps its legacy id (LEGACY_BATCH_ID_PATTERN) and its
  * `migrated` provenance in the batch file it becomes.
+ *
+ * A failed batch that cannot be read is quarantined (moved to `recovery/errors/`) and then, when
+ * no other file of its batch id is left, released (release.ts): its entry ids stop counting as
+ * stored, so re-importing the source restores them. They are listed in `released`.
  */
 import * as path from 'node:path';
 import type { HandlerContext } from '../../src/core/context.js';
@@ -23,6 +27,7 @@ import type { OpenStore } from './aggregator.js';
 import { quarantineFile } from './aggregator.js';
 import { BATCH_MESSAGES, makeBatch, readBatchFile, writeBatchFile, type FailedBatchFile } from './batch-store.js';
 import { abandonedFile, acceptableBatchId, batchFile } from './layout.js';
+import { releaseBatches, type ReleasedBatch } from './release.js';
 
 export const RECOVERY_BASE_DELAY_MS = 60_000;
 export const RECOVERY_MAX_DELAY_MS = 3_600_000;
@@ -62,6 +67,11 @@ export interface RecoveryResult {
   quarantined: number;
   /** Failed batches left for later, with their due time (epoch ms). */
   waiting: Array<{ batchId: string; nextRetryAt: number }>;
+  /**
+   * Quarantined failed batches whose entries were released: their ids are in no batch file
+   * now and are no longer duplicates — re-import them from your source.
+   */
+  released: ReleasedBatch[];
 }
 
 /**
@@ -69,7 +79,7 @@ export interface RecoveryResult {
  * outcomes to the persisted totals (`metrics.json` `recovery`), also when it throws half way.
  */
 export function runRecoveryPass(ctx: HandlerContext, store: OpenStore, only?: string): RecoveryResult {
-  const result: RecoveryResult = { processed: 0, succeeded: 0, failed: 0, abandoned: 0, quarantined: 0, waiting: [] };
+  const result: RecoveryResult = { processed: 0, succeeded: 0, failed: 0, abandoned: 0, quarantined: 0, waiting: [], released: [] };
   try {
     passOver(ctx, store, only, result);
   } finally {
@@ -106,6 +116,9 @@ function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefine
     if (!doc || !idOk || `${doc.batchId}.failed.json` !== name || doc.entries.length === 0) {
       quarantineFile(ctx, layout, file);
       result.quarantined++;
+      // Only after the move is durable (a kill in between leaves a missing batch, which
+      // aggregate-validate --repair releases): see release.ts.
+      result.released.push(...releaseBatches(ctx, store, [{ batchId: name.slice(0, -'.failed.json'.length), kind: 'failed' }]));
       continue;
     }
     docs.set(doc.batchId, doc);

@@ -41,6 +41,14 @@ export class SimulatedDisk {
   private durableDirs = new Set<string>();
   private fds = new Map<number, Inode>();
   private nextFd = 100;
+  /** Inode numbers for stat's `ino` (a file replaced by a rename has a new one, as on a real disk). */
+  private inodeNumbers = new WeakMap<Inode, number>();
+  private nextIno = 1;
+  private inoOf(inode: Inode): number {
+    let ino = this.inodeNumbers.get(inode);
+    if (ino === undefined) this.inodeNumbers.set(inode, (ino = this.nextIno++));
+    return ino;
+  }
   /** Mutating calls made so far. */
   calls = 0;
   /** Stop just before this mutating call (1-based); Infinity never. */
@@ -124,7 +132,7 @@ export class SimulatedDisk {
         this.read();
         const inode = this.files.get(file);
         const base = { mtimeMs: 0, uid: process.getuid?.() ?? 0, isSymbolicLink: () => false };
-        if (inode) return { ...base, size: inode.data.length, isFile: () => true, isDirectory: () => false } as unknown as Stats;
+        if (inode) return { ...base, ino: this.inoOf(inode), size: inode.data.length, isFile: () => true, isDirectory: () => false } as unknown as Stats;
         if (this.dirs.has(file)) return { ...base, size: 0, isFile: () => false, isDirectory: () => true } as unknown as Stats;
         return undefined;
       },

@@ -82,19 +82,39 @@ test('a zero-byte and a truncated batch file: validate --repair quarantines them
     check.json.error.details.map((d: { path: string }) => d.path).sort(),
     [`aggregated/${batches[0]}`, `aggregated/${batches[1]}`],
   );
+  const idsOf = (name: string) => (name === batches[0] ? ['c-1', 'c-2'] : ['c-3', 'c-4']);
   const repair = s.cli('aggregate-validate', '--repair');
   t.is(repair.code, 1, 'repair still reports what it found');
-  t.true(repair.json.error.details.every((d: { message: string }) => /moved to aggregated\/recovery\/errors\//.test(d.message)));
+  const details = repair.json.error.details as Array<{ path: string; message: string }>;
+  t.is(details.filter((d) => /moved to aggregated\/recovery\/errors\//.test(d.message)).length, 2);
+  // The entries of the two files set aside are listed, to be re-imported.
+  t.deepEqual(
+    details.filter((d) => / was set aside: /.test(d.message)).map((d) => d.message).sort(),
+    batches.slice(0, 2).map((name) => `batch ${name.replace(/\.json$/, '')} was set aside: its 2 entries are in no batch file and no longer counted as stored — re-import them from your source: ${idsOf(name).join(', ')}`).sort(),
+  );
+  t.deepEqual(repair.json.error.message.match(/4 entries are in no batch file: re-import them from your source/)?.length, 1);
   t.is(s.errors().length, 2);
   assertRecovered(t, s, ['c-5', 'c-6']);
-  // Afterwards validate still says what was lost, and where the damaged files are.
+  // Until they are re-imported, validate says which entries are missing, and where the damaged files are.
   const after = s.cli('aggregate-validate');
-  t.deepEqual(after.json.error.details.map((d: { message: string }) => d.message.split(':')[0]).sort(), [
-    `batch ${batches[0]!.replace(/\.json$/, '')} is missing`,
-    `batch ${batches[1]!.replace(/\.json$/, '')} is missing`,
-    'quarantined file',
-    'quarantined file',
+  t.deepEqual(after.json.error.details.map((d: { message: string }) => d.message.replace(/ — .*$/, '')).sort(), [
+    `batch ${batches[0]!.replace(/\.json$/, '')} was set aside as damaged: 2 of its entries are in no batch file`,
+    `batch ${batches[1]!.replace(/\.json$/, '')} was set aside as damaged: 2 of its entries are in no batch file`,
+    'quarantined file: inspect it, then move it out of the store',
+    'quarantined file: inspect it, then move it out of the store',
   ]);
+  // Re-importing the source stores exactly the missing entries; validate passes again.
+  const again = s.add(1, 2, 3, 4, 5, 6, 100);
+  t.like(again.json.result, { accepted: 4, duplicates: 3 });
+  t.is(s.cli('aggregate-force').code, 0);
+  const ids = fs
+    .readdirSync(path.join(s.root, 'aggregated'))
+    .filter((n) => /^batch_.*\.json$/.test(n))
+    .flatMap((n) => JSON.parse(fs.readFileSync(path.join(s.root, 'aggregated', n), 'utf8')).entries.map((e: { entryId: string }) => e.entryId));
+  t.deepEqual(ids.sort(), ['c-1', 'c-100', 'c-2', 'c-3', 'c-4', 'c-5', 'c-6']);
+  const clean = s.cli('aggregate-validate');
+  t.is(clean.code, 0);
+  t.is(clean.json.result.notes.length, 2, 'the damaged copies are notes now');
 });
 
 test('a leftover temp file from a killed writer is noted (validate still passes), removed by cleanup, and harms nothing', (t) => {

@@ -36,12 +36,12 @@ test('a clean store validates ok with its exact counts', async (t) => {
   t.is(names.length, 2);
   await aggregate.run({ entry: [JSON.stringify([rawEntry(5, s.clock.now() - 1000)])], source: [] }, s.ctx);
   const r = await aggregateValidate.run({ repair: false }, s.ctx);
-  t.deepEqual(r, { ok: true, batches: 2, entries: 4, failed: 0, abandoned: 0, pending: 1, problems: [], notes: [] });
+  t.deepEqual(r, { ok: true, batches: 2, entries: 4, failed: 0, abandoned: 0, pending: 1, problems: [], notes: [], missing: [], rebuiltIndex: null });
 });
 
 test('an empty store validates ok', async (t) => {
   const s = withTempStore(t);
-  t.deepEqual(await aggregateValidate.run({ repair: false }, s.ctx), { ok: true, batches: 0, entries: 0, failed: 0, abandoned: 0, pending: 0, problems: [], notes: [] });
+  t.deepEqual(await aggregateValidate.run({ repair: false }, s.ctx), { ok: true, batches: 0, entries: 0, failed: 0, abandoned: 0, pending: 0, problems: [], notes: [], missing: [], rebuiltIndex: null });
 });
 
 test('a corrupted checksum is reported with the batch file path', async (t) => {
@@ -156,9 +156,15 @@ test('several problems at once are all listed, exit 1 through the real CLI', asy
 test('a deleted batch file is reported as missing, with the number of entries recorded in it', async (t) => {
   const s = withTempStore(t, { batchSize: 2 });
   const [first] = await storeWithTwoBatches(s);
+  const ids = (readJson(agg(s, first!)).entries as Entry[]).map((e) => e.entryId).sort();
   fs.rmSync(agg(s, first!));
   const id = first!.replace(/\.json$/, '');
-  t.deepEqual(await problems(t, s), [{ path: `aggregated/${first}`, message: `batch ${id} is missing: 2 entries recorded in it are in no batch, failed or abandoned file` }]);
+  t.deepEqual(await problems(t, s), [
+    {
+      path: `aggregated/${first}`,
+      message: `batch ${id} is missing: 2 entries recorded in it are in no batch, failed or abandoned file (${ids.join(', ')}); aggregate-validate --repair releases them so that re-importing them from your source stores them again`,
+    },
+  ]);
 });
 
 test('an index line torn by a full disk (batch name cut short) is a note when its entry is stored elsewhere, a problem when it is not', async (t) => {
@@ -173,5 +179,10 @@ test('an index line torn by a full disk (batch name cut short) is a note when it
   t.true(r.ok);
   t.deepEqual(r.notes, [{ path: 'aggregated/index', message: 'the id index names batch batch_17960, which has no file, for 1 entry stored in other files (a torn index line, e.g. after a full disk; harmless)' }]);
   fs.appendFileSync(path.join(shards, 'ids-00.tsv'), `\nnever-stored\tbatch_17961`);
-  t.deepEqual(await problems(t, s), [{ path: 'aggregated/batch_17961.json', message: 'batch batch_17961 is missing: 1 entry recorded in it are in no batch, failed or abandoned file' }]);
+  t.deepEqual(await problems(t, s), [
+    {
+      path: 'aggregated/batch_17961.json',
+      message: 'batch batch_17961 is missing: 1 entry recorded in it are in no batch, failed or abandoned file (never-stored); aggregate-validate --repair releases them so that re-importing them from your source stores them again',
+    },
+  ]);
 });

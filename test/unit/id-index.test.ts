@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openIdIndex, shardOf } from '../../plugins/aggregation/id-index.js';
+import { openIdIndex, rebuildIdIndex, scanIdIndex, shardOf } from '../../plugins/aggregation/id-index.js';
 import { createNodeFsPort } from '../../src/core/fs-port.js';
 import { tempDir } from '../helpers/store.js';
 
@@ -74,4 +74,59 @@ test('ids added after a lookup of a longer list (its hashes reused) are found ag
   t.true(kept.every((id) => found.has(id)));
   t.true(found.has('late'));
   t.deepEqual([...openIdIndex(dir, createNodeFsPort()).lookup(ids)].sort(), [...kept].sort());
+});
+
+test('an id whose only lines name released batches is not stored; a line naming another batch still makes it stored', async (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  const index = openIdIndex(dir, createNodeFsPort());
+  await index.add([
+    { entryId: 'a', batchId: 'batch_gone' },
+    { entryId: 'b', batchId: 'batch_gone' },
+    { entryId: 'b', batchId: 'batch_kept' },
+    { entryId: 'c', batchId: 'batch_kept' },
+  ]);
+  t.deepEqual([...index.lookup(['a', 'b', 'c'])].sort(), ['a', 'b', 'c']);
+  const released = new Set<string>();
+  index.setReleased(released);
+  released.add('batch_gone'); // the journal's live set grows when a batch is released
+  t.deepEqual([...index.lookup(['a', 'b', 'c'])].sort(), ['b', 'c']);
+  t.deepEqual([...index.owners(['a', 'b', 'c'])].sort(), [
+    ['b', 'batch_kept'],
+    ['c', 'batch_kept'],
+  ]);
+});
+
+test('rebuildIdIndex replaces every shard with exactly the given lines, and an index that cached the old shards reads the new ones', async (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  const port = createNodeFsPort();
+  const ids = Array.from({ length: 2_000 }, (_, i) => `r-${i}`);
+  const reader = openIdIndex(dir, port);
+  await reader.add(ids.slice(0, 1_000).map((entryId) => ({ entryId, batchId: 'batch_old' })));
+  t.is(reader.lookup(ids).size, 1_000);
+  // Damage: some shards lose their text (zero-filled tails, truncation).
+  fs.writeFileSync(path.join(dir, `ids-${shardOf('r-1')}.tsv`), '\0'.repeat(64));
+  const written = await rebuildIdIndex(dir, port, [
+    ...ids.map((entryId) => ({ entryId, batchId: 'batch_new' })),
+    { entryId: 'r-0', batchId: 'batch_new' }, // a repeat is written once
+  ]);
+  t.is(written, 2_000);
+  t.is(reader.lookup(ids).size, 2_000, 'the cached index noticed the replaced shards');
+  t.is(openIdIndex(dir, port).lookup([...ids, 'r-x']).size, 2_000);
+  const scan = scanIdIndex(dir, port);
+  t.is(scan.shards.length, 256);
+  t.deepEqual([...scan.byBatch.keys()], ['batch_new']);
+  t.is(scan.byBatch.get('batch_new')!.length, 2_000);
+  t.deepEqual(fs.readdirSync(dir).filter((n) => !/^ids-[0-9a-f]{2}\.tsv$/.test(n)), [], 'no temp shard left');
+});
+
+test('scanIdIndex: garbled lines (NUL bytes, control bytes, two tabs, no id) are malformed; a tab-less id prefix is a torn line', (t) => {
+  const dir = path.join(tempDir(t), 'index');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'ids-00.tsv'), ['', 'good\tbatch_a', 'tor', '\0\0\0\0', 'x\ty\tz', '\tbatch_a', 'ok\u0007\tbatch_a', 'y'.repeat(129), 'also-good\tbatch_b'].join('\n'));
+  const scan = scanIdIndex(dir, createNodeFsPort());
+  t.deepEqual(scan.shards, [{ name: 'ids-00.tsv', malformed: 5, malformedLines: [4, 5, 6, 7, 8], torn: 1 }]);
+  t.deepEqual([...scan.byBatch], [
+    ['batch_a', ['good']],
+    ['batch_b', ['also-good']],
+  ]);
 });

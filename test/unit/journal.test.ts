@@ -168,3 +168,31 @@ test('readPendingSnapshot: pending entries only, across commits and a compaction
   t.deepEqual(fs.readFileSync(s.file), before);
   t.deepEqual(fs.readdirSync(path.dirname(s.dir)), ['journal']); // no quarantine written
 });
+
+test('a release record: the batch leaves the totals once, its committed ids stop being known, and both survive a reopen and a compaction', (t) => {
+  const s = setup(t);
+  const { journal } = s.open();
+  journal.append([entry(1), entry(2), entry(3), entry(4)], 1000);
+  journal.intent([{ b: 'batch_a', from: 1, to: 2 }, { b: 'batch_b', from: 3, to: 4, failed: true }], 1100);
+  journal.commit([{ b: 'batch_a', from: 1, to: 2 }, { b: 'batch_b', from: 3, to: 4, failed: true }], 1200, [2, 2]);
+  journal.append([entry(5)], 1300);
+  t.like(journal.totals, { batches: 1, batchEntries: 2, failedBatches: 1 });
+  journal.release([{ batchId: 'batch_a', kind: 'batch', entryCount: 2 }, { batchId: 'batch_b', kind: 'failed', entryCount: 2 }, { batchId: 'batch_a', kind: 'batch', entryCount: 2 }], 1400);
+  const check = (j: typeof journal, when: string) => {
+    t.like(j.totals, { batches: 0, batchEntries: 0, failedBatches: 0, released: ['batch_a', 'batch_b'] }, when);
+    t.deepEqual([...j.released], ['batch_a', 'batch_b'], when);
+    t.deepEqual([1, 2, 3, 4, 5].map((i) => j.hasId(`id-${i}`)), [false, false, false, false, true], when);
+  };
+  check(journal, 'in process');
+  journal.release([{ batchId: 'batch_a', kind: 'batch', entryCount: 2 }], 1500); // again: nothing written
+  journal.close();
+  const reopened = s.open().journal;
+  check(reopened, 'after a reopen');
+  t.is(fs.readFileSync(s.file, 'utf8').split('\n').filter((l) => l.includes('"t":"x"')).length, 2);
+  reopened.compact();
+  reopened.close();
+  const compacted = s.open().journal;
+  t.like(compacted.totals, { batches: 0, batchEntries: 0, failedBatches: 0, released: ['batch_a', 'batch_b'] });
+  t.deepEqual([...compacted.released], ['batch_a', 'batch_b']);
+  t.deepEqual(compacted.pending.map((p) => p.entry.entryId), ['id-5']);
+});

@@ -37,7 +37,9 @@ Retries each failed batch in aggregated/recovery/ that is due (oldest first), wr
 as a batch file with "recovered": true. A batch that fails batchRetryLimit times moves to
 recovery/abandoned/; unreadable files move to recovery/errors/. --batch-id retries one
 failed batch now, whatever its due time (an id with no failed batch is an error saying
-where that batch is: stored, abandoned or nowhere).`,
+where that batch is: stored, abandoned or nowhere). The entries of an unreadable failed
+batch are listed in "released": they are no longer counted as stored, so re-import them
+from your source.`,
   options: { 'batch-id': { type: 'string' } },
   input: AggregateRecoverInput,
   async run(input, ctx) {
@@ -55,5 +57,6 @@ where that batch is: stored, abandoned or nowhere).`,
   },
   formatText: (r) =>
     `processed ${r.processed}: ${r.succeeded} recovered, ${r.failed} failed again, ${r.abandoned} abandoned, ${r.quarantined} quarantined` +
-    (r.waiting.length ? `\n${r.waiting.length} waiting for their next retry` : ''),
+    (r.waiting.length ? `\n${r.waiting.length} waiting for their next retry` : '') +
+    r.released.map((b) => `\nbatch ${b.batchId} was damaged and set aside: its ${b.entryIds.length} entries are in no batch file; re-import them from your source: ${b.entryIds.join(', ')}`).join(''),
 };
