@@ -62,8 +62,9 @@ function recordedKeyId(ctx: HandlerContext): string | undefined {
 /**
  * The pseudonym secret: {@link sharedPseudonymKey} when set, else the data root's `secret.key`,
  * created on first use — but not when `privacy.json` records that entries were already stored
- * under a key (a lost `secret.key`): a new key would give every user new pseudonyms and store
- * activity imported again a second time.
+ * under a key (a lost `secret.key`), and a `secret.key` holding another key than that one is
+ * refused too (a wrong backup, a copied data root): a new key would give every user new
+ * pseudonyms and store activity imported again a second time. Hex case does not matter.
  *
  * @throws ConfigError (exit 2) for an invalid shared key, a `secret.key` that does not hold a key,
  *   or a missing one whose key was used before (the message says how to restore or start over);
@@ -78,8 +79,19 @@ export function loadOrCreateSecret(ctx: HandlerContext): string {
   const consequence = 'a new key would give every user new pseudonyms, and activity imported again would be stored a second time';
   for (let attempt = 0; attempt < 50; attempt++) {
     try {
-      const secret = ctx.fs.readFile(file).toString('utf8').trim();
-      if (/^[0-9a-f]{64}$/.test(secret)) return secret;
+      const secret = ctx.fs.readFile(file).toString('utf8').trim().toLowerCase();
+      if (/^[0-9a-f]{64}$/.test(secret)) {
+        // A valid key that is not the one entries were stored with (a wrong backup restored, a
+        // data root copied from elsewhere): every re-import would be stored a second time.
+        const used = recordedKeyId(ctx);
+        if (used !== undefined && used !== pseudonymKeyId(secret)) {
+          throw new ConfigError(
+            `${rel} holds key ${pseudonymKeyId(secret)}, but entries were stored pseudonymized with key ${used} (aggregated/${PRIVACY_SETTINGS_FILE}): restore the ${rel} they were stored with. To switch to this key anyway (${consequence}), move aggregated/${PRIVACY_SETTINGS_FILE} away first.`,
+            { details: [{ path: rel, message: `key ${pseudonymKeyId(secret)}; entries were stored with key ${used}` }] },
+          );
+        }
+        return secret;
+      }
       // Another process is between its exclusive create and its write: read again shortly.
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
@@ -104,7 +116,7 @@ export function loadOrCreateSecret(ctx: HandlerContext): string {
       /* a few ms for the other writer */
     }
   }
-  throw new ConfigError(`${rel} does not hold a pseudonym key (64 hex digits; its content is not shown): restore it from a backup. Moving it away makes a new key, and ${consequence}.`, {
+  throw new ConfigError(`${rel} does not hold a pseudonym key (64 hex digits; its content is not shown): restore it from a backup. To start over with a new key instead (${consequence}), move both ${rel} and aggregated/${PRIVACY_SETTINGS_FILE} away.`, {
     details: [{ path: rel, message: 'not 64 hex digits' }],
   });
 }

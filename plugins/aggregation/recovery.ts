@@ -112,6 +112,14 @@ function passOver(ctx: HandlerContext, store: OpenStore, only: string | undefine
       log.warn('failed batch of the older format left for aggregate-migrate', { file, message: BATCH_MESSAGES.legacy(path.relative(ctx.dataRoot, file), read.version) });
       continue;
     }
+    if (doc !== undefined && store.journal.released.has(doc.batchId)) {
+      // A batch set aside as damaged whose entries were released for re-import, put back by
+      // hand: writing it would store every re-imported entry twice. Set aside again.
+      log.warn('failed batch of a released batch put back: set aside again, not written', { file });
+      quarantineFile(ctx, layout, file);
+      result.quarantined++;
+      continue;
+    }
     const idOk = doc !== undefined && acceptableBatchId(doc.batchId, doc.migrated);
     if (!doc || !idOk || `${doc.batchId}.failed.json` !== name || doc.entries.length === 0) {
       quarantineFile(ctx, layout, file);

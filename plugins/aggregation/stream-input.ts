@@ -70,10 +70,15 @@ export class ProblemSink {
     if (this.details.length < MAX_KEPT_PROBLEMS) this.details.push(detail);
   }
 
-  /** The InputError for everything collected (exit 2: nothing was accepted), or undefined when clean. */
+  /**
+   * The InputError for everything collected (exit 2: nothing was accepted), or undefined when
+   * clean. Details are in line order, as for a small input: a chunk's bad lines are found while
+   * it is split, its entries' problems only once it is validated.
+   */
   toError(origin: string): InputError | undefined {
     if (this.total === 0) return undefined;
-    const details = [...this.details];
+    const lineOf = (d: ErrorDetail) => Number(/:line (\d+)$/.exec(d.source ?? d.path)?.[1] ?? Number.MAX_SAFE_INTEGER);
+    const details = this.details.map((d, i) => ({ d, i, line: lineOf(d) })).sort((a, b) => a.line - b.line || a.i - b.i).map((x) => x.d);
     if (this.total > details.length) details.push({ path: origin, message: `${this.total - details.length} more problems not listed` });
     const message =
       this.invalidEntries > 0 && this.badLines === 0

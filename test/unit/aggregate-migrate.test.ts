@@ -248,9 +248,12 @@ test('a failed batch of the older format is upgraded in place and the recovery p
   const F = 'batch_1700000700000_q9w8e7r6t';
   const rel = `aggregated/recovery/${F}.failed.json`;
   put(s, rel, { batchId: F, timestamp: 1700000700, failedAt: '2023-11-14T22:25:00Z', retryCount: 2, lastError: 'EIO', entries: [{ userId: 'dee', action: 'work', timestamp: 1700000650 }] });
-  // Before the upgrade, the recovery pass leaves it alone (never quarantined).
+  // Before the upgrade, the recovery pass leaves it alone (never quarantined), and --batch-id
+  // says to migrate first (it was a silent no-op).
   t.like(await aggregateRecover.run({}, s.ctx), { processed: 0, quarantined: 0 });
   t.true(fs.existsSync(file(s, rel)));
+  const older = await t.throwsAsync(aggregateRecover.run({ 'batch-id': F }, s.ctx), { instanceOf: UsageError });
+  t.is(older!.message, `${F} is a failed batch of the older format: run aggregate-migrate --apply first, then aggregate-recover`);
 
   const r = await aggregateMigrate.run({ apply: true }, s.ctx);
   const d = { entryId: deriveEntryId({ userId: 'dee', action: 'work', timestamp: 1700000650000 }), userId: 'dee', action: 'work', timestamp: 1700000650000 };

@@ -100,6 +100,7 @@ test('bug A, recovery pass: a truncated failed batch is quarantined and released
   s.setFs(createFaultyFsPort(() => undefined));
   await importSource(s, [3, 4]);
   const failedPath = path.join(s.dataRoot, parked.file);
+  const intact = fs.readFileSync(failedPath);
   fs.truncateSync(failedPath, 40);
   t.like((await aggregateStatus.run({}, s.ctx)).recovery, { failed: 1 });
   const r = await aggregateRecover.run({}, s.ctx);
@@ -109,6 +110,12 @@ test('bug A, recovery pass: a truncated failed batch is quarantined and released
   await aggregateForce.run({}, s.ctx);
   assertExactlyOnce(t, s, ids([1, 2, 3, 4]));
   t.like(await aggregateValidate.run({ repair: false }, s.ctx), { ok: true, batches: 2, entries: 4, failed: 0 });
+  // The intact copy put back by hand: the recovery pass sets it aside again instead of writing
+  // it (it wrote it, and every re-imported entry was then stored twice).
+  fs.writeFileSync(failedPath, intact);
+  t.like(await aggregateRecover.run({}, s.ctx), { processed: 0, succeeded: 0, quarantined: 1 });
+  t.false(fs.existsSync(failedPath));
+  assertExactlyOnce(t, s, ids([1, 2, 3, 4]));
 });
 
 test('bug A: a batch moved aside whose release was never recorded (killed in between) is reported missing, and --repair releases it', async (t) => {
@@ -187,6 +194,23 @@ test('bug B and A together: index shards deleted and a batch file truncated: one
   for (const name of fs.readdirSync(agg(s, 'index'))) fs.rmSync(agg(s, 'index', name));
   const details = await repairProblems(t, s);
   t.deepEqual(details.at(-1), { path: 'aggregated/index', message: 'the id index was damaged and has been rebuilt from the batch, failed and abandoned files (150 lines)' });
+  t.like(await importSource(s, all), { accepted: 50, duplicates: 150 });
+  await aggregateForce.run({}, s.ctx);
+  assertExactlyOnce(t, s, ids(all));
+});
+
+test('a batch set aside while some index shards were lost too: its list says it may be incomplete, and a re-import of the whole source restores every entry once', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  const all = range(0, 199);
+  await importSource(s, all);
+  await aggregateForce.run({}, s.ctx);
+  const [victim] = batchNames(s);
+  fs.truncateSync(agg(s, victim!), 100);
+  for (const name of fs.readdirSync(agg(s, 'index')).filter((n) => /^ids-a/.test(n))) fs.rmSync(agg(s, 'index', name));
+  const details = await repairProblems(t, s);
+  const setAside = details.find((d) => d.message.startsWith(`batch ${victim!.slice(0, -5)} was set aside:`));
+  t.truthy(setAside, JSON.stringify(details.map((d) => d.message.slice(0, 80))));
+  t.true(setAside!.message.endsWith('. The id index was damaged too, so ids it lost are not in this list: re-import your whole source to be sure (entries already stored are counted as duplicates, not stored again)'));
   t.like(await importSource(s, all), { accepted: 50, duplicates: 150 });
   await aggregateForce.run({}, s.ctx);
   assertExactlyOnce(t, s, ids(all));

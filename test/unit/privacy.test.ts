@@ -140,7 +140,17 @@ test('a lost secret.key is refused instead of silently replaced (re-imports woul
 
   fs.writeFileSync(keyFile, 'not a key\n');
   const corrupt = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { instanceOf: ConfigError });
-  t.is(corrupt!.message, 'secret.key does not hold a pseudonym key (64 hex digits; its content is not shown): restore it from a backup. Moving it away makes a new key, and a new key would give every user new pseudonyms, and activity imported again would be stored a second time.');
+  t.is(corrupt!.message, 'secret.key does not hold a pseudonym key (64 hex digits; its content is not shown): restore it from a backup. To start over with a new key instead (a new key would give every user new pseudonyms, and activity imported again would be stored a second time), move both secret.key and aggregated/privacy.json away.');
+  // Another valid key (a wrong backup): refused too, naming both key ids; upper-case hex is the same key.
+  const other = 'f'.repeat(64);
+  fs.writeFileSync(keyFile, `${other}\n`);
+  const wrong = await t.throwsAsync(aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { instanceOf: ConfigError });
+  t.is(
+    wrong!.message,
+    `secret.key holds key ${pseudonymKeyId(other)}, but entries were stored pseudonymized with key ${recorded.keyId} (aggregated/privacy.json): restore the secret.key they were stored with. To switch to this key anyway (a new key would give every user new pseudonyms, and activity imported again would be stored a second time), move aggregated/privacy.json away first.`,
+  );
+  fs.writeFileSync(keyFile, `${key.toUpperCase()}\n`);
+  t.like(await aggregate.run({ entry: [JSON.stringify(alice)], source: [] }, s.ctx), { accepted: 0, duplicates: 1 });
   fs.writeFileSync(keyFile, `${key}\n`);
 
   // A shared key that differs from the one entries were stored under: stored (it may be on purpose), with a warning naming both key ids.

@@ -67,6 +67,7 @@ test.serial('a streamed input with a bad line and an invalid entry is rejected w
   const s = withTempStore(t, { batchSize: 10 });
   const now = s.clock.now() - 1000;
   const lines = Array.from({ length: 30 }, (_, i) => JSON.stringify(rawEntry(i, now)));
+  lines[9] = JSON.stringify({ ...rawEntry(9, now), userId: '' }); // line 10, item 9: found only when its chunk is validated
   lines[24] = '{"userId": "ana", "action": '; // line 25: not JSON
   lines[27] = JSON.stringify({ ...rawEntry(27, now), timestamp: 'yesterday' }); // item 26 (line 25 is not an item)
   const file = path.join(s.dataRoot, '..', 'bad.ndjson');
@@ -75,11 +76,12 @@ test.serial('a streamed input with a bad line and an invalid entry is rejected w
   t.deepEqual(
     error!.details.map((d) => [d.path, d.source]),
     [
+      ['[9].userId', `--input=${file}:line 10`],
       [`--input=${file}:line 25`, undefined],
       ['[26].timestamp', `--input=${file}:line 28`],
     ],
   );
-  t.is(error!.message, `--input=${file}: 1 line is not valid JSON and 1 entry is invalid: nothing was accepted`);
+  t.is(error!.message, `--input=${file}: 1 line is not valid JSON and 2 entries are invalid: nothing was accepted`);
   t.deepEqual(s.batches(), []);
   t.is(journalLines(s.dataRoot), 0);
 });

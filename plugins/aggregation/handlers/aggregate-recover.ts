@@ -12,6 +12,7 @@ import { abandonedFile, batchFile, BATCH_ID_PATTERN, failedFile, LEGACY_BATCH_ID
 import type { HandlerContext } from '../../../src/core/context.js';
 import * as path from 'node:path';
 import { runRecoveryPass, type RecoveryResult } from '../recovery.js';
+import { readBatchFile } from '../batch-store.js';
 
 const AggregateRecoverInput = v.object({ 'batch-id': v.optional(v.string()) });
 
@@ -52,6 +53,15 @@ from your source.`,
     return withStore(ctx, async (store) => {
       await store.flush();
       if (only !== undefined && !ctx.fs.stat(failedFile(store.layout, only))) throw notFailed(ctx, store.layout, only);
+      if (only !== undefined) {
+        // The pass leaves a failed batch of the older format for aggregate-migrate: say so.
+        const read = readBatchFile(ctx.fs, failedFile(store.layout, only));
+        if (read && 'problem' in read && read.problem === 'legacy') {
+          throw new UsageError(`${only} is a failed batch of the older format: run aggregate-migrate --apply first, then aggregate-recover`, {
+            details: [{ path: '--batch-id', message: 'older format', value: only }],
+          });
+        }
+      }
       return runRecoveryPass(ctx, store, only);
     });
   },

@@ -98,6 +98,9 @@ const PROBLEM_TEXT: Record<Exclude<BatchProblem, 'newer-version' | 'legacy'>, st
 };
 
 type Kind = 'batch' | 'failed' | 'abandoned';
+/** Added to a released batch's problem when the id index was damaged too (its list may miss ids). */
+const INCOMPLETE_LIST = '. The id index was damaged too, so ids it lost are not in this list: re-import your whole source to be sure (entries already stored are counted as duplicates, not stored again)';
+
 const SUFFIX: Record<Kind, string> = { batch: '.json', failed: '.failed.json', abandoned: '.abandoned.json' };
 
 /**
@@ -267,6 +270,8 @@ export async function validateStore(ctx: HandlerContext, store: OpenStore, optio
       message: `batch ${batchId} is missing: ${count} entr${count === 1 ? 'y' : 'ies'} recorded in it are in no batch, failed or abandoned file (${ids.join(', ')}); aggregate-validate --repair releases them so that re-importing them from your source stores them again`,
     });
   }
+  // Ids whose index lines were lost cannot be listed for a batch set aside in the same run.
+  const indexDamaged = unindexed > 0 || malformed > 0;
   if (toRelease.length > 0) {
     for (const r of releaseBatches(ctx, store, toRelease, scan)) {
       const lost = r.entryIds.filter((id) => !seen.has(id) && !pendingIds.has(id));
@@ -274,7 +279,7 @@ export async function validateStore(ctx: HandlerContext, store: OpenStore, optio
         path: rel(path.join(r.kind === 'batch' ? layout.aggregated : r.kind === 'failed' ? layout.recovery : layout.abandoned, `${r.batchId}${SUFFIX[r.kind]}`)),
         message:
           lost.length > 0
-            ? `batch ${r.batchId} was set aside: its ${lost.length} entr${lost.length === 1 ? 'y is' : 'ies are'} in no batch file and no longer counted as stored — re-import them from your source: ${lost.join(', ')}`
+            ? `batch ${r.batchId} was set aside: its ${lost.length} entr${lost.length === 1 ? 'y is' : 'ies are'} in no batch file and no longer counted as stored — re-import them from your source: ${lost.join(', ')}${indexDamaged ? INCOMPLETE_LIST : ''}`
             : `batch ${r.batchId} was set aside: the ids of its entries are not known (the id index lost them) — re-import your source; what is stored already is counted as duplicates`,
       });
       missing.push(...lost);
