@@ -266,3 +266,16 @@ export async function finishedBeforeStop(step: () => Promise<unknown>): Promise<
     return false;
   }
 }
+
+/**
+ * Entry id → in how many batch, failed and abandoned files under `<dataRoot>/aggregated` it is,
+ * on the simulated disk as it is now (every such file must parse).
+ */
+export function storedEntryCounts(disk: SimulatedDisk, dataRoot: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const { file, data } of disk.filesUnder(path.join(dataRoot, 'aggregated'))) {
+    if (!/\/aggregated\/(recovery\/(abandoned\/)?)?batch_[^/]+\.(json|failed\.json|abandoned\.json)$/.test(file)) continue;
+    for (const e of JSON.parse(data.toString('utf8')).entries as Array<{ entryId: string }>) counts.set(e.entryId, (counts.get(e.entryId) ?? 0) + 1);
+  }
+  return counts;
+}

@@ -184,14 +184,20 @@ for (const damage of ['deleted', 'zero-filled', 'truncated', 'garbled'] as const
   });
 }
 
-test('bug B and A together: index shards deleted and a batch file truncated: one --repair releases nothing it cannot name, rebuilds, and a re-import restores the batch once', async (t) => {
-  const s = withTempStore(t, { batchSize: 50 });
-  const all = range(0, 199);
-  await importSource(s, all);
+/** 200 entries in 4 batches; the first batch file truncated and the index shards `lose` matches removed. Returns the truncated batch's id. */
+async function truncatedWithLostShards(s: TempStore, lose: RegExp): Promise<string> {
+  await importSource(s, range(0, 199));
   await aggregateForce.run({}, s.ctx);
   const [victim] = batchNames(s);
   fs.truncateSync(agg(s, victim!), 100);
-  for (const name of fs.readdirSync(agg(s, 'index'))) fs.rmSync(agg(s, 'index', name));
+  for (const name of fs.readdirSync(agg(s, 'index')).filter((n) => lose.test(n))) fs.rmSync(agg(s, 'index', name));
+  return victim!.slice(0, -'.json'.length);
+}
+
+test('bug B and A together: index shards deleted and a batch file truncated: one --repair releases nothing it cannot name, rebuilds, and a re-import restores the batch once', async (t) => {
+  const s = withTempStore(t, { batchSize: 50 });
+  const all = range(0, 199);
+  await truncatedWithLostShards(s, /^ids-/);
   const details = await repairProblems(t, s);
   t.deepEqual(details.at(-1), { path: 'aggregated/index', message: 'the id index was damaged and has been rebuilt from the batch, failed and abandoned files (150 lines)' });
   t.like(await importSource(s, all), { accepted: 50, duplicates: 150 });
@@ -202,13 +208,9 @@ test('bug B and A together: index shards deleted and a batch file truncated: one
 test('a batch set aside while some index shards were lost too: its list says it may be incomplete, and a re-import of the whole source restores every entry once', async (t) => {
   const s = withTempStore(t, { batchSize: 50 });
   const all = range(0, 199);
-  await importSource(s, all);
-  await aggregateForce.run({}, s.ctx);
-  const [victim] = batchNames(s);
-  fs.truncateSync(agg(s, victim!), 100);
-  for (const name of fs.readdirSync(agg(s, 'index')).filter((n) => /^ids-a/.test(n))) fs.rmSync(agg(s, 'index', name));
+  const victim = await truncatedWithLostShards(s, /^ids-a/);
   const details = await repairProblems(t, s);
-  const setAside = details.find((d) => d.message.startsWith(`batch ${victim!.slice(0, -5)} was set aside:`));
+  const setAside = details.find((d) => d.message.startsWith(`batch ${victim} was set aside:`));
   t.truthy(setAside, JSON.stringify(details.map((d) => d.message.slice(0, 80))));
   t.true(setAside!.message.endsWith('. The id index was damaged too, so ids it lost are not in this list: re-import your whole source to be sure (entries already stored are counted as duplicates, not stored again)'));
   t.like(await importSource(s, all), { accepted: 50, duplicates: 150 });

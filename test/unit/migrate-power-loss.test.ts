@@ -13,7 +13,7 @@ import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-for
 import { aggregateMigrate } from '../../plugins/aggregation/handlers/aggregate-migrate.js';
 import { aggregateStatus } from '../../plugins/aggregation/handlers/aggregate-status.js';
 import { aggregateValidate } from '../../plugins/aggregation/handlers/aggregate-validate.js';
-import { finishedBeforeStop, SimulatedDisk } from '../helpers/power-loss-fs.js';
+import { finishedBeforeStop, SimulatedDisk, storedEntryCounts } from '../helpers/power-loss-fs.js';
 import { rawEntry, withTempStore } from '../helpers/store.js';
 
 const A = 'batch_1700000000000_k3j4h5g6f';
@@ -36,16 +36,6 @@ const legacyIds = [
   deriveEntryId({ userId: 'cy', action: 'call', timestamp: ms(1700000600) }),
   deriveEntryId({ userId: 'dee', action: 'work', timestamp: ms(1700000650) }),
 ];
-
-/** Entry ids in every batch, failed and abandoned file on the disk, with counts. */
-function stored(disk: SimulatedDisk, dataRoot: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const { file, data } of disk.filesUnder(path.join(dataRoot, 'aggregated'))) {
-    if (!/\/aggregated\/(recovery\/(abandoned\/)?)?batch_[^/]+\.(json|failed\.json|abandoned\.json)$/.test(file)) continue;
-    for (const e of JSON.parse(data.toString('utf8')).entries as Array<{ entryId: string }>) counts.set(e.entryId, (counts.get(e.entryId) ?? 0) + 1);
-  }
-  return counts;
-}
 
 /**
  * `history`: the store was used by this product before (batch X with id-1, id-2 in the index,
@@ -81,7 +71,7 @@ async function cutAtEveryStep(t: import('ava').ExecutionContext, mode: 'power' |
 
     const again = await aggregateMigrate.run({ apply: true }, s.ctx);
     t.deepEqual(again.invalid, [], `n=${n}`);
-    const counts = stored(disk, s.dataRoot);
+    const counts = storedEntryCounts(disk, s.dataRoot);
     const ids = history ? ['id-1', 'id-2', ...legacyIds] : legacyIds;
     for (const id of ids) t.is(counts.get(id), 1, `n=${n}: ${id} stored exactly once`);
     t.is(counts.size, ids.length, `n=${n}: nothing else stored`);

@@ -16,7 +16,7 @@ import { aggregateForce } from '../../plugins/aggregation/handlers/aggregate-for
 import { aggregateRecover } from '../../plugins/aggregation/handlers/aggregate-recover.js';
 import { aggregateValidate } from '../../plugins/aggregation/handlers/aggregate-validate.js';
 import type { FsPort } from '../../src/core/fs-port.js';
-import { finishedBeforeStop, SimulatedDisk } from '../helpers/power-loss-fs.js';
+import { finishedBeforeStop, SimulatedDisk, storedEntryCounts } from '../helpers/power-loss-fs.js';
 import { rawEntry, withTempStore } from '../helpers/store.js';
 
 type Store = ReturnType<typeof withTempStore>;
@@ -25,16 +25,6 @@ const AT = Date.UTC(2026, 10, 1, 11, 0, 0);
 const importSource = (s: Store) => aggregate.run({ entry: [JSON.stringify(SOURCE.map((i) => rawEntry(i, AT + i)))], source: [] }, s.ctx);
 /** Runs validate --repair to its end: a CorruptError is its normal report. */
 const repair = (s: Store) => aggregateValidate.run({ repair: true }, s.ctx).catch((error: unknown) => (error instanceof CorruptError ? undefined : Promise.reject(error)));
-
-/** Entry id → in how many batch, failed and abandoned files it is, on the disk. */
-function stored(disk: SimulatedDisk, dataRoot: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const { file, data } of disk.filesUnder(path.join(dataRoot, 'aggregated'))) {
-    if (!/\/aggregated\/(recovery\/(abandoned\/)?)?batch_[^/]+\.(json|failed\.json|abandoned\.json)$/.test(file)) continue;
-    for (const e of JSON.parse(data.toString('utf8')).entries as Array<{ entryId: string }>) counts.set(e.entryId, (counts.get(e.entryId) ?? 0) + 1);
-  }
-  return counts;
-}
 
 /** Ids in the batch, failed and abandoned files on the disk that parse (damaged ones skipped). */
 function readableIds(disk: SimulatedDisk, dataRoot: string): Set<string> {
@@ -127,7 +117,7 @@ async function cutAtEveryStep(t: import('ava').ExecutionContext, mode: 'power' |
     const again = await importSource(s);
     t.is(again.accepted, lost.length, `n=${n}: the re-import stores exactly the entries of the damaged files`);
     await aggregateForce.run({}, s.ctx);
-    const counts = stored(disk, s.dataRoot);
+    const counts = storedEntryCounts(disk, s.dataRoot);
     for (const i of SOURCE) t.is(counts.get(`id-${i}`), 1, `n=${n}: id-${i} stored exactly once`);
     t.is(counts.size, SOURCE.length, `n=${n}: nothing else stored`);
     t.like(await importSource(s), { accepted: 0, duplicates: SOURCE.length }, `n=${n}: a second re-import adds nothing`);
