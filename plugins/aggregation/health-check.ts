@@ -17,6 +17,7 @@ import type { OpenStore } from './aggregator.js';
 import { evaluateHealth, type HealthIssue, type HealthStatus, type Severity } from './health.js';
 import type { StoreLayout } from './layout.js';
 import { summarizeMetrics } from './metrics.js';
+import { idIndexSample } from './id-index.js';
 
 /** Memory and load figures of the machine; `loadavg` is os.loadavg() (1, 5, 15 minutes). */
 export interface SystemSample {
@@ -129,6 +130,7 @@ export function runHealthCheck(ctx: HandlerContext, store: OpenStore, extra: Hea
     batchAgeMs,
     maxAge: ctx.config.maxAge,
     hookFailures: recentHookFailures(ctx),
+    idIndex: idIndexSample(ctx.fs, layout.index, store.journal),
     memoryPercent: memory.percent,
     disk: disk ?? undefined,
   });

@@ -4,8 +4,9 @@
  * performance warning, over `performance.maxTime` (1000 ms, when given) critical; failed,
  * abandoned and quarantined files; a pending batch older than twice `maxAge` (the age trigger
  * should have fired); system memory use over 80 % a resource warning; free disk space of the
- * data root under 5 % a warning, under 100 MiB critical (a journal append could fail).
- * Pure: the caller gathers the numbers.
+ * data root under 5 % a warning, under 100 MiB critical (a journal append could fail); id
+ * index shard files missing that must exist (a lost index: a re-import would store its ids
+ * twice) critical. Pure: the caller gathers the numbers.
  */
 
 /** Overall status: `healthy` (no issue), `degraded` (warnings), `unhealthy` (a critical issue). */
@@ -22,7 +23,7 @@ export const DISK_CRITICAL_FREE_BYTES = 100 * 1024 * 1024;
 
 /** One finding of {@link evaluateHealth}; `type` is also the `type` of the alert it becomes. */
 export interface HealthIssue {
-  type: 'success-rate' | 'performance' | 'failed-batches' | 'abandoned-batches' | 'quarantined-files' | 'stale-pending' | 'memory' | 'disk-space' | 'hook-failures';
+  type: 'success-rate' | 'performance' | 'failed-batches' | 'abandoned-batches' | 'quarantined-files' | 'stale-pending' | 'memory' | 'disk-space' | 'hook-failures' | 'id-index';
   severity: Exclude<Severity, 'none'>;
   message: string;
 }
@@ -49,7 +50,19 @@ export interface HealthInput {
   disk?: { freeBytes: number; totalBytes: number };
   /** Git-hook calls that failed in the last 24 h (their entries were not recorded). Optional. */
   hookFailures?: { count: number; last: string; lastAt: number };
+  /**
+   * Id index shard files present (`ids-xx.tsv`, 0–256) and entries whose ids should be in the
+   * index by now (in batch files, not still listed by the journal). Optional.
+   */
+  idIndex?: { shards: number; indexedEntries: number };
 }
+
+/**
+ * Entries from which every one of the 256 index shards is all but certain to hold an id: the
+ * chance that a given shard has none of n ids is (255/256)^n, about 3 × 10⁻⁹ for 5,000 (so a
+ * missing shard then means a lost one).
+ */
+export const INDEX_ALL_SHARDS_AFTER = 5000;
 
 /** Result of {@link evaluateHealth}: the `health` object of `aggregate-status`. */
 export interface HealthSummary {
@@ -78,6 +91,13 @@ export function evaluateHealth(h: HealthInput): HealthSummary {
       type: 'hook-failures',
       severity: 'warning',
       message: `${h.hookFailures.count} git-hook call(s) failed in the last 24 h, so their commits or checkouts were not recorded; last at ${new Date(h.hookFailures.lastAt).toISOString()}: ${h.hookFailures.last} (fix it, then \`aggregate --source=git-log\` imports the missed commits)`,
+    });
+  }
+  if (h.idIndex && h.idIndex.indexedEntries > 0 && (h.idIndex.shards === 0 || (h.idIndex.indexedEntries >= INDEX_ALL_SHARDS_AFTER && h.idIndex.shards < 256))) {
+    issues.push({
+      type: 'id-index',
+      severity: 'critical',
+      message: `the id index has ${h.idIndex.shards} of 256 shard files although ${h.idIndex.indexedEntries} stored entries are indexed: a re-import would store the ids of the lost shards a second time (run aggregate-validate --repair, which rebuilds it)`,
     });
   }
   if (h.batchAgeMs > 2 * h.maxAge) issues.push({ type: 'stale-pending', severity: 'warning', message: `oldest pending entry is ${Math.round(h.batchAgeMs / 1000)} s old (maxAge ${h.maxAge} ms)` });

@@ -312,6 +312,19 @@ export function openIdIndex(dir: string, fsPort: FsPort): IdIndex {
 /** A shard file name `ids-<xx>.tsv`. */
 export const SHARD_FILE_PATTERN = /^ids-[0-9a-f]{2}\.tsv$/;
 
+/**
+ * The health check's view of the index (health.ts `idIndex`): shard files present in `dir`
+ * (one readdir), and entries whose ids should be indexed by now — those in batch files
+ * (`journal.totals.batchEntries`) less those the journal still lists (`journal.committed`,
+ * indexed at its next compaction).
+ */
+export function idIndexSample(fsPort: FsPort, dir: string, journal: { totals: { batchEntries: number }; committed: ReadonlyArray<unknown> }): { shards: number; indexedEntries: number } {
+  return {
+    shards: fsPort.readdir(dir).filter((n) => SHARD_FILE_PATTERN.test(n)).length,
+    indexedEntries: Math.max(0, journal.totals.batchEntries - journal.committed.length),
+  };
+}
+
 /** Longest entry id a line may hold, in UTF-16 code units (entry.ts: entryId is 1–128). */
 const MAX_ID_LENGTH = 128;
 

@@ -227,3 +227,26 @@ test('a statfs failure leaves disk null (logged) and the check goes on', async (
   t.is(r.status, 'healthy');
   t.is(s.logs.lines.filter((l) => l.msg === 'health check: disk space unknown (statfs failed)').length, 1);
 });
+
+test('a lost id index is critical in aggregate-status and the health check (a re-import would store its ids twice); shards that may legitimately be missing are not', async (t) => {
+  const { aggregateStatus } = await import('../../plugins/aggregation/handlers/aggregate-status.js');
+  const { evaluateHealth } = await import('../../plugins/aggregation/health.js');
+  const s = withTempStore(t, { batchSize: 50 });
+  // 100 entries in one call: two whole batches written straight to files, their ids indexed.
+  t.like(await aggregate.run({ entry: [JSON.stringify(Array.from({ length: 100 }, (_, i) => rawEntry(i, s.clock.now() - 1)))], source: [] }, s.ctx), { accepted: 100, pending: 0 });
+  t.deepEqual((await aggregateStatus.run({}, s.ctx)).health.issues, []);
+  const index = path.join(s.dataRoot, 'aggregated/index');
+  for (const name of fs.readdirSync(index)) fs.rmSync(path.join(index, name));
+  const expected = {
+    type: 'id-index',
+    severity: 'critical',
+    message: 'the id index has 0 of 256 shard files although 100 stored entries are indexed: a re-import would store the ids of the lost shards a second time (run aggregate-validate --repair, which rebuilds it)',
+  };
+  t.like((await aggregateStatus.run({}, s.ctx)).health, { status: 'unhealthy', issues: [expected] });
+  t.deepEqual((await aggregateHealth.run({}, s.ctx)).issues, [expected]);
+  // The pure rule: 255 shards for 5,000 indexed entries is a lost shard; for 4,999 it may be chance.
+  const base = { successRate: 1, totalOperations: 1, averageFlushTime: 1, targetTime: 500, failed: 0, abandoned: 0, quarantined: 0, batchAgeMs: 0, maxAge: 30_000 };
+  t.is(evaluateHealth({ ...base, idIndex: { shards: 255, indexedEntries: 5000 } }).issues[0]?.type, 'id-index');
+  t.deepEqual(evaluateHealth({ ...base, idIndex: { shards: 255, indexedEntries: 4999 } }).issues, []);
+  t.deepEqual(evaluateHealth({ ...base, idIndex: { shards: 0, indexedEntries: 0 } }).issues, []);
+});

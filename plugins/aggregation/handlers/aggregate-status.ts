@@ -11,6 +11,7 @@ import type { HandlerDefinition } from '../../../src/core/handler.js';
 import { withStore } from '../aggregator.js';
 import { evaluateHealth, type HealthSummary } from '../health.js';
 import { summarizeMetrics } from '../metrics.js';
+import { idIndexSample } from '../id-index.js';
 import type { FlushedBatch } from '../types.js';
 
 const AggregateStatusInput = v.object({});
@@ -99,6 +100,7 @@ export async function readStatus(ctx: HandlerContext, options: { applyAgeTrigger
           batchAgeMs,
           maxAge: ctx.config.maxAge,
           hookFailures: recentHookFailures(ctx),
+          idIndex: idIndexSample(ctx.fs, store.layout.index, store.journal),
         }),
         lastFlushAt: totals.lastFlushAt,
         flushed: [...store.resumed, ...outcome.flushed],
