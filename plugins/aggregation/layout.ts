@@ -76,6 +76,9 @@ export const BATCH_ID_PATTERN = /^batch_\d{13}_[0-9a-f]{8}$/;
 // eslint-disable-next-line no-control-regex
 export const LEGACY_BATCH_ID_PATTERN = /^batch_[^/\\\u0000-\u001f\u007f]{1,120}$/;
 
+/** Whether `id` is a batch id of either form: one the product makes, or one `aggregate-migrate` kept. */
+export const isBatchId = (id: string): boolean => BATCH_ID_PATTERN.test(id) || LEGACY_BATCH_ID_PATTERN.test(id);
+
 /** What follows the batch id in the name of a batch file, a failed batch, an abandoned batch. */
 export type BatchFileSuffix = '.json' | '.failed.json' | '.abandoned.json';
 
@@ -88,7 +91,7 @@ export type BatchFileSuffix = '.json' | '.failed.json' | '.abandoned.json';
 export function batchIdOfName(name: string, suffix: BatchFileSuffix): string | undefined {
   if (!name.endsWith(suffix)) return undefined;
   const id = name.slice(0, name.length - suffix.length);
-  return BATCH_ID_PATTERN.test(id) || LEGACY_BATCH_ID_PATTERN.test(id) ? id : undefined;
+  return isBatchId(id) ? id : undefined;
 }
 
 /** Whether `batchId` may name a batch whose file says `migrated` (then a legacy id is fine too). */

@@ -20,7 +20,7 @@ import type { HandlerContext } from '../../src/core/context.js';
 import type { OpenStore } from './aggregator.js';
 import { scanIdIndex, type IndexScan } from './id-index.js';
 import type { ReleasedKind } from './journal.js';
-import { abandonedFile, batchFile, BATCH_ID_PATTERN, failedFile, LEGACY_BATCH_ID_PATTERN } from './layout.js';
+import { abandonedFile, batchFile, failedFile, isBatchId } from './layout.js';
 
 /** A batch whose entries were released: the ids now missing from every batch file. */
 export interface ReleasedBatch {
@@ -68,7 +68,7 @@ export function releaseBatches(ctx: HandlerContext, store: OpenStore, batches: R
     ({ batchId }, i) =>
       batches.findIndex((b) => b.batchId === batchId) === i &&
       !store.journal.released.has(batchId) &&
-      (BATCH_ID_PATTERN.test(batchId) || LEGACY_BATCH_ID_PATTERN.test(batchId)) &&
+      isBatchId(batchId) &&
       !batchHasFile(ctx, store, batchId),
   );
   if (todo.length === 0) return [];

@@ -82,17 +82,15 @@ export async function serveSchedules(ctx: HandlerContext, bindings: ScheduleBind
   const stopped = new Promise<string>((resolve) => (stop = resolve));
   let stopRequested = false;
   const signals = options.signals ?? ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  const onSignal = (signal: NodeJS.Signals) => {
+  const requestStop = (reason: string) => {
     stopRequested = true;
-    stop(signal);
+    stop(reason);
   };
+  const onSignal = (signal: NodeJS.Signals) => requestStop(signal);
   // `on`, not `once`: signal-exit (loaded by write-file-atomic) re-raises a signal when it finds itself the
   // only listener, and a `once` listener is already removed when the signal is dispatched.
   for (const s of signals) process.on(s, onSignal);
-  void options.stopWhen?.then((reason) => {
-    stopRequested = true;
-    stop(reason);
-  });
+  void options.stopWhen?.then(requestStop);
   const schedule = (await import('node-schedule')).default;
   const startedAt = ctx.now();
   const runs: Record<string, number> = {};

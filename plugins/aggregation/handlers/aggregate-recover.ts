@@ -8,7 +8,7 @@ import * as v from 'valibot';
 import type { HandlerDefinition } from '../../../src/core/handler.js';
 import { UsageError } from '../../../src/core/errors.js';
 import { withStore } from '../aggregator.js';
-import { abandonedFile, batchFile, BATCH_ID_PATTERN, failedFile, LEGACY_BATCH_ID_PATTERN, type StoreLayout } from '../layout.js';
+import { abandonedFile, batchFile, failedFile, isBatchId, type StoreLayout } from '../layout.js';
 import type { HandlerContext } from '../../../src/core/context.js';
 import * as path from 'node:path';
 import { runRecoveryPass, type RecoveryResult } from '../recovery.js';
@@ -45,7 +45,7 @@ from your source.`,
   input: AggregateRecoverInput,
   async run(input, ctx) {
     const only = input['batch-id'];
-    if (only !== undefined && !(BATCH_ID_PATTERN.test(only) || LEGACY_BATCH_ID_PATTERN.test(only))) {
+    if (only !== undefined && !isBatchId(only)) {
       throw new UsageError(`--batch-id must look like batch_<13 digits>_<8 hex>, got ${JSON.stringify(only)}`, {
         details: [{ path: '--batch-id', message: 'not a batch id', value: only }],
       });

@@ -52,7 +52,7 @@ import { quarantineFile, withStore, type OpenStore } from '../aggregator.js';
 import { BATCH_MESSAGES, readBatchFile, type BatchProblem } from '../batch-store.js';
 import { rebuildIdIndex, scanIdIndex } from '../id-index.js';
 import type { ReleasedKind } from '../journal.js';
-import { BATCH_ID_PATTERN, LEGACY_BATCH_ID_PATTERN } from '../layout.js';
+import { BATCH_ID_PATTERN, isBatchId, LEGACY_BATCH_ID_PATTERN } from '../layout.js';
 import { quarantinedKind, recordedIds, releaseBatches } from '../release.js';
 import { TEMP_FILE_PATTERN, tempFileDirs } from '../store-files.js';
 import type { BatchFile } from '../types.js';
@@ -250,7 +250,6 @@ export async function validateStore(ctx: HandlerContext, store: OpenStore, optio
     recorded.add(c.batchId);
     fromJournal.add(c.batchId);
   }
-  const isBatchId = (batchId: string) => BATCH_ID_PATTERN.test(batchId) || LEGACY_BATCH_ID_PATTERN.test(batchId);
   const toRelease: Array<{ batchId: string; kind: ReleasedKind }> = [];
   for (const batchId of [...recorded].sort()) {
     if ((filesLeft.get(batchId) ?? 0) > 0 || released.has(batchId) || !isBatchId(batchId)) continue;
